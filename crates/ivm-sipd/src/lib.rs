@@ -1,4 +1,12 @@
 //! ivm-sipd: the IVM SIP daemon as a library — the SIP message layer, transport,
-//! transactions, registrar, store, configuration and the server that wires them.
+//! transactions, the UAS core, registrar, store, configuration and the server that wires them.
 
+pub mod cli;
+pub mod config;
+pub mod registrar;
+// pub mod server; (enabled once the transaction layer lands)
 pub mod sip;
+pub mod store;
+pub mod transaction;
+pub mod transport;
+pub mod uas_core;

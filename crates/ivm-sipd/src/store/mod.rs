@@ -1,0 +1,88 @@
+//! The SQLite store (rusqlite, bundled SQLite): opening the data directory's database with the
+//! schema migrated, and the tables the daemon and the admin commands share. WAL mode and a
+//! busy timeout let `ivm-sipd subscriber …` write while the server runs; the server reads
+//! subscribers on every authentication, so a change is seen at once.
+
+pub mod registrations;
+pub mod subscribers;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("database {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    #[error("subscriber {0} already exists")]
+    SubscriberExists(String),
+    #[error("invalid {field} {value:?}: {why}")]
+    Invalid { field: &'static str, value: String, why: &'static str },
+    #[error("{path}, line {line}: {why}")]
+    Csv { path: PathBuf, line: u64, why: String },
+    #[error("the store transaction did not commit")]
+    CommitFailed,
+    #[error("the store writer has stopped")]
+    WriterGone,
+}
+
+/// The database file inside a data directory.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("ivm.sqlite")
+}
+
+const MIGRATIONS: &[&str] = &[
+    // 1: subscribers and registrations
+    "CREATE TABLE subscribers (
+        number TEXT PRIMARY KEY,
+        name TEXT,
+        msisdn TEXT,
+        pin_hash TEXT,
+        realm TEXT NOT NULL,
+        ha1_md5 TEXT NOT NULL,
+        ha1_sha256 TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE registrations (
+        aor TEXT NOT NULL,
+        contact TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        q REAL,
+        call_id TEXT NOT NULL,
+        cseq INTEGER NOT NULL,
+        transport TEXT NOT NULL,
+        source TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (aor, contact)
+    );",
+];
+
+/// Opens (creating when needed) the database of a data directory and migrates its schema.
+pub fn open(data_dir: &Path) -> Result<Connection, StoreError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir { path: data_dir.to_owned(), source })?;
+    let path = db_path(data_dir);
+    let open_err = |source| StoreError::Open { path: path.clone(), source };
+    let mut conn = Connection::open(&path).map_err(open_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
+    let tx = conn.transaction()?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    }
+    tx.commit()?;
+    Ok(conn)
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}

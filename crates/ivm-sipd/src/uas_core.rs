@@ -1,0 +1,100 @@
+//! The UAS core (RFC 3261 §8.2): what every request that opened a server transaction goes
+//! through before a service sees it — method inspection (405/501 with Allow), URI scheme
+//! (416), required extensions (420 with Unsupported), content type and Accept (415/406) — and
+//! then the service that owns the method: the registrar for REGISTER, OPTIONS answered here.
+
+use std::sync::Arc;
+
+use crate::registrar::Registrar;
+use crate::sip::message::random_token;
+use crate::sip::{HeaderName, Method, Request, Response, SipHeaders, Uri};
+use crate::transport::Peer;
+
+/// Methods this server implements.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
+/// Extensions we support (none needed yet; `path` and `outbound` parameters are harmless).
+pub const SUPPORTED: &str = "";
+/// Bodies we understand.
+pub const ACCEPT: &str = "application/sdp";
+
+/// The services behind the UAS core.
+pub struct UasCore {
+    registrar: Arc<Registrar>,
+}
+
+impl UasCore {
+    pub fn new(registrar: Arc<Registrar>) -> Self {
+        UasCore { registrar }
+    }
+
+    /// Answers one request (never ACK or CANCEL: the transaction layer owns those).
+    pub async fn handle(&self, req: &Request, source: Peer) -> Response {
+        if let Some(resp) = self.inspect(req) {
+            return resp;
+        }
+        match req.method {
+            Method::Register => self.registrar.handle(req, source).await,
+            Method::Options => {
+                let mut resp = req.response(200, None, &random_token(8));
+                resp.headers.push(HeaderName::Allow, ALLOW);
+                resp.headers.push(HeaderName::Accept, ACCEPT);
+                resp.headers.push(HeaderName::Supported, SUPPORTED);
+                resp
+            }
+            // Calls arrive with the dial plan (a later layer); until then nothing is routable.
+            Method::Invite => req.response(404, Some("Not Found (no route for this number)"), &random_token(8)),
+            // No dialogs exist yet, so a BYE matches none.
+            _ => req.response(481, None, &random_token(8)),
+        }
+    }
+
+    /// The §8.2.1–§8.2.3 checks; `Some` is the error response.
+    fn inspect(&self, req: &Request) -> Option<Response> {
+        let tag = random_token(8);
+        let allowed = matches!(req.method, Method::Invite | Method::Ack | Method::Cancel | Method::Bye | Method::Options | Method::Register);
+        if !allowed {
+            let status = if matches!(req.method, Method::Other(_)) { 501 } else { 405 };
+            let mut resp = req.response(status, None, &tag);
+            resp.headers.push(HeaderName::Allow, ALLOW);
+            return Some(resp);
+        }
+        if !matches!(&req.uri, Uri::Sip(_)) {
+            let mut resp = req.response(416, Some(&format!("Unsupported URI Scheme ({})", req.uri.scheme())), &tag);
+            resp.headers.push(HeaderName::Accept, ACCEPT);
+            return Some(resp);
+        }
+        let supported: Vec<&str> = SUPPORTED.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        let unsupported: Vec<String> =
+            req.tokens(&HeaderName::Require).into_iter().filter(|t| !supported.iter().any(|s| s.eq_ignore_ascii_case(t))).collect();
+        if !unsupported.is_empty() {
+            let mut resp = req.response(420, None, &tag);
+            resp.headers.push(HeaderName::Unsupported, unsupported.join(", "));
+            return Some(resp);
+        }
+        if req.method == Method::Invite {
+            if !req.body.is_empty() {
+                let understood = req.content_type().is_some_and(|ct| ct.matches("application", "sdp") || ct.matches("multipart", "mixed"));
+                let encoded = req.headers.get(&HeaderName::ContentEncoding).is_some_and(|e| !e.eq_ignore_ascii_case(b"identity"));
+                if !understood || encoded {
+                    let mut resp = req.response(415, None, &tag);
+                    resp.headers.push(HeaderName::Accept, ACCEPT);
+                    return Some(resp);
+                }
+            }
+            if req.headers.contains(&HeaderName::Accept) {
+                let ok = req
+                    .headers
+                    .get_all(&HeaderName::Accept)
+                    .filter_map(|v| crate::sip::fields::MediaType::parse_list(v).ok())
+                    .flatten()
+                    .any(|m| m.matches("application", "sdp"));
+                if !ok {
+                    let mut resp = req.response(406, None, &tag);
+                    resp.headers.push(HeaderName::Warning, "399 ivm \"answers carry application/sdp only\"");
+                    return Some(resp);
+                }
+            }
+        }
+        None
+    }
+}
