@@ -4,7 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod registrar;
-// pub mod server; (enabled once the transaction layer lands)
+pub mod server;
 pub mod sip;
 pub mod store;
 pub mod transaction;

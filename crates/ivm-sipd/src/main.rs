@@ -1,6 +1,8 @@
 //! `ivm-sipd`: parses the command line, loads the configuration and starts the server or runs
 //! an admin command.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use clap::Parser;
 use ivm_sipd::cli::{Cli, Command, SubscriberCommand};
@@ -14,6 +16,7 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let mut config = Config::load(cli.config.as_deref())?;
     if let Some(dir) = cli.data_dir {

@@ -12,7 +12,7 @@ use crate::transport::Peer;
 
 /// Methods this server implements.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
-/// Extensions we support (none needed yet; `path` and `outbound` parameters are harmless).
+/// Option tags of the extensions we support: none yet.
 pub const SUPPORTED: &str = "";
 /// Bodies we understand.
 pub const ACCEPT: &str = "application/sdp";
@@ -38,6 +38,7 @@ impl UasCore {
                 let mut resp = req.response(200, None, &random_token(8));
                 resp.headers.push(HeaderName::Allow, ALLOW);
                 resp.headers.push(HeaderName::Accept, ACCEPT);
+                // Empty: this server requires and offers no extension yet (RFC 3261 §20.37).
                 resp.headers.push(HeaderName::Supported, SUPPORTED);
                 resp
             }

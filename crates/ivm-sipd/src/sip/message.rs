@@ -201,7 +201,7 @@ impl Request {
         let mut headers = Headers::new();
         for name in [HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq] {
             for v in self.headers.get_all(&name) {
-                if name == HeaderName::To && status > 100 && !has_tag(v) {
+                if name == HeaderName::To && status > 100 && !to_tag.is_empty() && !has_tag(v) {
                     let mut with_tag = v.to_vec();
                     with_tag.extend_from_slice(format!(";tag={to_tag}").as_bytes());
                     headers.push(name.clone(), with_tag);

@@ -16,11 +16,22 @@ pub struct TsxKey(Arc<Inner>);
 #[derive(Debug, PartialEq, Eq, Hash)]
 enum Inner {
     /// RFC 3261 server key: top Via branch (with the cookie) and sent-by, and the method.
-    Server { branch: Box<str>, sent_by: Box<str>, method: Method },
+    Server {
+        branch: Box<str>,
+        sent_by: Box<str>,
+        method: Method,
+    },
     /// RFC 2543 server key, for a top Via branch without the cookie (or none): the fields of
     /// §17.2.3 that stay equal between a request, its retransmissions, the ACK of a non-2xx
     /// final and a CANCEL (the To tag does not: the ACK carries the one our response added).
-    Legacy { request_uri: Box<str>, from_tag: Box<str>, call_id: Box<[u8]>, cseq: u32, top_via: Box<str>, method: Method },
+    Legacy {
+        request_uri: Box<str>,
+        from_tag: Box<str>,
+        call_id: Box<[u8]>,
+        cseq: u32,
+        top_via: Box<str>,
+        method: Method,
+    },
     /// Client key: the branch we put in the top Via, and the CSeq method.
     Client { branch: Box<str>, method: Method },
 }
@@ -50,7 +61,11 @@ impl TsxKey {
         };
         let branch = via.branch().unwrap_or_default();
         if branch.starts_with(MAGIC_COOKIE) {
-            return Some(TsxKey(Arc::new(Inner::Server { branch: branch.into(), sent_by: sent_by.into(), method })));
+            return Some(TsxKey(Arc::new(Inner::Server {
+                branch: branch.into(),
+                sent_by: sent_by.into(),
+                method,
+            })));
         }
         let from_tag = req.from_addr().and_then(|a| a.tag()).unwrap_or_default();
         let top_via = format!("{} {sent_by};branch={branch}", via.transport);
@@ -66,7 +81,10 @@ impl TsxKey {
 
     /// The client transaction of a request we send with this top Via branch and CSeq method.
     pub fn client(branch: &str, method: &Method) -> TsxKey {
-        TsxKey(Arc::new(Inner::Client { branch: branch.into(), method: method.clone() }))
+        TsxKey(Arc::new(Inner::Client {
+            branch: branch.into(),
+            method: method.clone(),
+        }))
     }
 
     /// The client transaction a received response belongs to; `None` without a top Via
@@ -92,8 +110,19 @@ impl TsxKey {
     /// transaction it cancels. `None` for a client key.
     pub fn with_method(&self, method: Method) -> Option<TsxKey> {
         let inner = match &*self.0 {
-            Inner::Server { branch, sent_by, .. } => Inner::Server { branch: branch.clone(), sent_by: sent_by.clone(), method },
-            Inner::Legacy { request_uri, from_tag, call_id, cseq, top_via, .. } => Inner::Legacy {
+            Inner::Server { branch, sent_by, .. } => Inner::Server {
+                branch: branch.clone(),
+                sent_by: sent_by.clone(),
+                method,
+            },
+            Inner::Legacy {
+                request_uri,
+                from_tag,
+                call_id,
+                cseq,
+                top_via,
+                ..
+            } => Inner::Legacy {
                 request_uri: request_uri.clone(),
                 from_tag: from_tag.clone(),
                 call_id: call_id.clone(),
@@ -110,9 +139,23 @@ impl TsxKey {
 impl fmt::Display for TsxKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &*self.0 {
-            Inner::Server { branch, sent_by, method } => write!(f, "server {method} {branch}@{sent_by}"),
-            Inner::Legacy { call_id, cseq, top_via, method, .. } => {
-                write!(f, "server {method} rfc2543 {cseq} {} via {top_via}", String::from_utf8_lossy(call_id))
+            Inner::Server {
+                branch,
+                sent_by,
+                method,
+            } => write!(f, "server {method} {branch}@{sent_by}"),
+            Inner::Legacy {
+                call_id,
+                cseq,
+                top_via,
+                method,
+                ..
+            } => {
+                write!(
+                    f,
+                    "server {method} rfc2543 {cseq} {} via {top_via}",
+                    String::from_utf8_lossy(call_id)
+                )
             }
             Inner::Client { branch, method } => write!(f, "client {method} {branch}"),
         }
@@ -151,13 +194,34 @@ mod tests {
     fn rfc3261_server_keys() {
         let via = "SIP/2.0/UDP Host.example.com:5062;branch=z9hG4bK776";
         let invite = key(&msg("INVITE", via, ""));
-        assert_eq!(invite, key(&msg("INVITE", "SIP/2.0/UDP host.example.com:5062;branch=z9hG4bK776;received=1.2.3.4", "")));
+        assert_eq!(
+            invite,
+            key(&msg(
+                "INVITE",
+                "SIP/2.0/UDP host.example.com:5062;branch=z9hG4bK776;received=1.2.3.4",
+                ""
+            ))
+        );
         assert_eq!(invite, key(&msg("ACK", via, ";tag=b")), "ACK matches its INVITE");
         let cancel = key(&msg("CANCEL", via, ""));
         assert_ne!(invite, cancel, "CANCEL is its own transaction");
         assert_eq!(cancel.with_method(Method::Invite), Some(invite.clone()));
-        assert_ne!(invite, key(&msg("INVITE", "SIP/2.0/UDP host.example.com:5063;branch=z9hG4bK776", "")));
-        assert_ne!(invite, key(&msg("INVITE", "SIP/2.0/UDP host.example.com:5062;branch=z9hG4bK777", "")));
+        assert_ne!(
+            invite,
+            key(&msg(
+                "INVITE",
+                "SIP/2.0/UDP host.example.com:5063;branch=z9hG4bK776",
+                ""
+            ))
+        );
+        assert_ne!(
+            invite,
+            key(&msg(
+                "INVITE",
+                "SIP/2.0/UDP host.example.com:5062;branch=z9hG4bK777",
+                ""
+            ))
+        );
         assert_ne!(invite, key(&msg("OPTIONS", via, "")));
         assert!(invite.is_server());
         assert_eq!(invite.method(), &Method::Invite);
@@ -169,8 +233,14 @@ mod tests {
         let invite = key(&msg("INVITE", via, ""));
         assert!(invite.to_string().contains("rfc2543"), "{invite}");
         assert_eq!(invite, key(&msg("ACK", via, ";tag=from-our-486")));
-        assert_eq!(key(&msg("CANCEL", via, "")).with_method(Method::Invite), Some(invite.clone()));
-        assert_ne!(invite, key(&msg("INVITE", "SIP/2.0/UDP host.example.com;branch=1235", "")));
+        assert_eq!(
+            key(&msg("CANCEL", via, "")).with_method(Method::Invite),
+            Some(invite.clone())
+        );
+        assert_ne!(
+            invite,
+            key(&msg("INVITE", "SIP/2.0/UDP host.example.com;branch=1235", ""))
+        );
         let no_branch = key(&msg("INVITE", "SIP/2.0/UDP host.example.com", ""));
         assert_ne!(invite, no_branch);
         assert_eq!(no_branch, key(&msg("ACK", "SIP/2.0/UDP host.example.com", ";tag=x")));

@@ -265,7 +265,10 @@ mod tests {
             w.expire(now, &mut out);
             for (deadline, i) in out.drain(..) {
                 assert!(i % 10 != 0, "cancelled timer fired");
-                assert!(deadline <= now && deadline > now - 7, "deadline {deadline} fired at {now}");
+                assert!(
+                    deadline <= now && deadline > now - 7,
+                    "deadline {deadline} fired at {now}"
+                );
                 assert!(deadline >= last);
                 last = deadline;
                 fired += 1;

@@ -1,8 +1,8 @@
-//! The RFC 3261 §17 timer values (T1, T2, T4, Timer D) and the names of the transaction
+//! The RFC 3261 §17 timer values (T1, T2, T4) and the names of the transaction
 //! timers A–M (L and M from RFC 6026).
 
-/// Timer base values in milliseconds (RFC 3261 Table 4). Timers B, F, H, J (UDP), L and M
-/// are all 64·T1.
+/// Timer base values in milliseconds (RFC 3261 Table 4). Timers B, D (UDP), F, H, J (UDP),
+/// L and M are all 64·T1: 32 s with the default T1, and shorter when a test shrinks T1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timers {
     /// RTT estimate: the first retransmission interval (500 ms).
@@ -11,18 +11,20 @@ pub struct Timers {
     pub t2: u64,
     /// How long a message may stay in the network: Timers I and K on UDP (5 s).
     pub t4: u64,
-    /// Timer D on UDP: how long an INVITE client absorbs retransmitted finals (32 s).
-    pub d: u64,
 }
 
 impl Default for Timers {
     fn default() -> Self {
-        Timers { t1: 500, t2: 4_000, t4: 5_000, d: 32_000 }
+        Timers {
+            t1: 500,
+            t2: 4_000,
+            t4: 5_000,
+        }
     }
 }
 
 impl Timers {
-    /// 64·T1: Timers B, F, H, J (UDP), L and M.
+    /// 64·T1: Timers B, D (UDP), F, H, J (UDP), L and M.
     pub fn timeout(&self) -> u64 {
         64 * self.t1
     }
@@ -71,7 +73,9 @@ impl TimerKind {
         match self {
             TimerKind::A | TimerKind::E | TimerKind::G => TimerSlot::Retransmit,
             TimerKind::B | TimerKind::F | TimerKind::H => TimerSlot::Timeout,
-            TimerKind::D | TimerKind::I | TimerKind::J | TimerKind::K | TimerKind::L | TimerKind::M => TimerSlot::Linger,
+            TimerKind::D | TimerKind::I | TimerKind::J | TimerKind::K | TimerKind::L | TimerKind::M => {
+                TimerSlot::Linger
+            }
         }
     }
 }
