@@ -12,7 +12,7 @@ use crate::registrar::digest::Algorithm;
 /// The embedded default configuration file.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -79,13 +79,9 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { data_dir: PathBuf::from("./ivm-data") }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config { sip: SipConfig::default(), registrar: RegistrarConfig::default(), storage: StorageConfig::default() }
+        StorageConfig {
+            data_dir: PathBuf::from("./ivm-data"),
+        }
     }
 }
 
@@ -115,8 +111,14 @@ fn line_of(text: &str, section: &str, key: &str) -> Option<usize> {
 impl Config {
     /// Parses a configuration text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid { path: origin.to_owned(), message: e.to_string() })?;
-        config.check(text).map_err(|message| ConfigError::Invalid { path: origin.to_owned(), message })?;
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.check(text).map_err(|message| ConfigError::Invalid {
+            path: origin.to_owned(),
+            message,
+        })?;
         Ok(config)
     }
 
@@ -125,7 +127,10 @@ impl Config {
         match path {
             None => Config::from_toml(DEFAULT_TOML, Path::new("(embedded defaults)")),
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_owned(), source })?;
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?;
                 Config::from_toml(&text, p)
             }
         }
@@ -142,10 +147,18 @@ impl Config {
             return Err(at("registrar", "min_expires", "must not be above max_expires"));
         }
         if r.default_expires < r.min_expires || r.default_expires > r.max_expires {
-            return Err(at("registrar", "default_expires", "must lie between min_expires and max_expires"));
+            return Err(at(
+                "registrar",
+                "default_expires",
+                "must lie between min_expires and max_expires",
+            ));
         }
         if r.auth_algorithms.is_empty() {
-            return Err(at("registrar", "auth_algorithms", "name at least one of \"SHA-256\", \"MD5\""));
+            return Err(at(
+                "registrar",
+                "auth_algorithms",
+                "name at least one of \"SHA-256\", \"MD5\"",
+            ));
         }
         if r.nonce_ttl_secs == 0 {
             return Err(at("registrar", "nonce_ttl_secs", "must be above 0"));
@@ -158,7 +171,11 @@ impl Config {
             return Err(at("sip", "max_message_bytes", "must be at least 1024"));
         }
         if s.t1_ms == 0 || s.t2_ms < s.t1_ms || s.t4_ms == 0 {
-            return Err(at("sip", "t1_ms", "timers must satisfy 0 < t1_ms <= t2_ms and t4_ms > 0"));
+            return Err(at(
+                "sip",
+                "t1_ms",
+                "timers must satisfy 0 < t1_ms <= t2_ms and t4_ms > 0",
+            ));
         }
         Ok(())
     }
@@ -176,7 +193,12 @@ mod tests {
 
     #[test]
     fn errors_name_key_and_line() {
-        let err = |t: &str| Config::from_toml(t, Path::new("x.toml")).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = |t: &str| {
+            Config::from_toml(t, Path::new("x.toml"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
         let e = err("[sip]\nrealm = \"a\"\nlisten_port = 5\n");
         assert!(e.contains("line 3") && e.contains("listen_port"), "{e}");
         let e = err("[sip]\n\nlisten = \"not an address\"\n");
@@ -185,7 +207,8 @@ mod tests {
         assert!(e.contains("registrar.min_expires (line 2)"), "{e}");
         let e = err("[registrar]\nauth_algorithms = [\"SHA-512\"]\n");
         assert!(e.contains("line 2"), "{e}");
-        let c = Config::from_toml("[registrar]\nauth_algorithms = [\"MD5\"]\n", Path::new("x")).unwrap_or_else(|e| panic!("{e}"));
+        let c = Config::from_toml("[registrar]\nauth_algorithms = [\"MD5\"]\n", Path::new("x"))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.registrar.auth_algorithms, vec![Algorithm::Md5]);
         assert_eq!(c.sip, SipConfig::default());
     }

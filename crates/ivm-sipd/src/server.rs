@@ -24,20 +24,37 @@ const TICK: Duration = Duration::from_millis(10);
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = StoreHandle::start(&config.storage.data_dir).context("opening the store")?;
-    let registrar = Registrar::start(config.registrar.clone(), config.sip.realm.clone(), store.clone()).await.context("starting the registrar")?;
+    let registrar = Registrar::start(config.registrar.clone(), config.sip.realm.clone(), store.clone())
+        .await
+        .context("starting the registrar")?;
     let core = Arc::new(UasCore::new(Arc::new(registrar)));
 
     let (udp, listener) = transport::bind(config.sip.listen).await?;
     let local = udp.local_addr()?;
     let udp = Arc::new(udp);
     let (inbound_tx, mut inbound_rx) = mpsc::channel::<Inbound>(16384);
-    let tcp = TcpConnections::new(inbound_tx.clone(), config.sip.max_message_bytes, Duration::from_secs(config.sip.tcp_idle_timeout_secs));
-    let transmitter = Transmitter { udp: udp.clone(), tcp: tcp.clone() };
-    tokio::spawn(transport::udp::receive_loop(udp, config.sip.max_message_bytes, inbound_tx));
+    let tcp = TcpConnections::new(
+        inbound_tx.clone(),
+        config.sip.max_message_bytes,
+        Duration::from_secs(config.sip.tcp_idle_timeout_secs),
+    );
+    let transmitter = Transmitter {
+        udp: udp.clone(),
+        tcp: tcp.clone(),
+    };
+    tokio::spawn(transport::udp::receive_loop(
+        udp,
+        config.sip.max_message_bytes,
+        inbound_tx,
+    ));
     tokio::spawn(tcp.accept_loop(listener));
     tracing::info!(udp = %local, tcp = %local, data_dir = %config.storage.data_dir.display(), "ivm-sipd listening");
 
-    let mut layer = TransactionLayer::new(Timers { t1: config.sip.t1_ms, t2: config.sip.t2_ms, t4: config.sip.t4_ms });
+    let mut layer = TransactionLayer::new(Timers {
+        t1: config.sip.t1_ms,
+        t2: config.sip.t2_ms,
+        t4: config.sip.t4_ms,
+    });
     let (answer_tx, mut answer_rx) = mpsc::unbounded_channel::<(TsxKey, Response)>();
     let start = Instant::now();
     let now = || start.elapsed().as_millis() as u64;
@@ -79,7 +96,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     tracing::debug!(%source, call_id = %String::from_utf8_lossy(request.call_id().unwrap_or_default()), "ACK outside a transaction");
                 }
                 Action::Cancelled { invite } => tracing::debug!(?invite, "INVITE cancelled"),
-                Action::Response { key, response } => tracing::debug!(?key, status = response.status, "response to a client transaction"),
+                Action::Response { key, response } => {
+                    tracing::debug!(?key, status = response.status, "response to a client transaction")
+                }
                 Action::Timeout { key } => tracing::info!(?key, "transaction timed out"),
                 #[allow(unreachable_patterns)]
                 _ => {}

@@ -52,21 +52,35 @@ impl UasCore {
     /// The §8.2.1–§8.2.3 checks; `Some` is the error response.
     fn inspect(&self, req: &Request) -> Option<Response> {
         let tag = random_token(8);
-        let allowed = matches!(req.method, Method::Invite | Method::Ack | Method::Cancel | Method::Bye | Method::Options | Method::Register);
+        let allowed = matches!(
+            req.method,
+            Method::Invite | Method::Ack | Method::Cancel | Method::Bye | Method::Options | Method::Register
+        );
         if !allowed {
-            let status = if matches!(req.method, Method::Other(_)) { 501 } else { 405 };
+            let status = if matches!(req.method, Method::Other(_)) {
+                501
+            } else {
+                405
+            };
             let mut resp = req.response(status, None, &tag);
             resp.headers.push(HeaderName::Allow, ALLOW);
             return Some(resp);
         }
         if !matches!(&req.uri, Uri::Sip(_)) {
-            let mut resp = req.response(416, Some(&format!("Unsupported URI Scheme ({})", req.uri.scheme())), &tag);
+            let mut resp = req.response(
+                416,
+                Some(&format!("Unsupported URI Scheme ({})", req.uri.scheme())),
+                &tag,
+            );
             resp.headers.push(HeaderName::Accept, ACCEPT);
             return Some(resp);
         }
         let supported: Vec<&str> = SUPPORTED.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-        let unsupported: Vec<String> =
-            req.tokens(&HeaderName::Require).into_iter().filter(|t| !supported.iter().any(|s| s.eq_ignore_ascii_case(t))).collect();
+        let unsupported: Vec<String> = req
+            .tokens(&HeaderName::Require)
+            .into_iter()
+            .filter(|t| !supported.iter().any(|s| s.eq_ignore_ascii_case(t)))
+            .collect();
         if !unsupported.is_empty() {
             let mut resp = req.response(420, None, &tag);
             resp.headers.push(HeaderName::Unsupported, unsupported.join(", "));
@@ -74,8 +88,13 @@ impl UasCore {
         }
         if req.method == Method::Invite {
             if !req.body.is_empty() {
-                let understood = req.content_type().is_some_and(|ct| ct.matches("application", "sdp") || ct.matches("multipart", "mixed"));
-                let encoded = req.headers.get(&HeaderName::ContentEncoding).is_some_and(|e| !e.eq_ignore_ascii_case(b"identity"));
+                let understood = req
+                    .content_type()
+                    .is_some_and(|ct| ct.matches("application", "sdp") || ct.matches("multipart", "mixed"));
+                let encoded = req
+                    .headers
+                    .get(&HeaderName::ContentEncoding)
+                    .is_some_and(|e| !e.eq_ignore_ascii_case(b"identity"));
                 if !understood || encoded {
                     let mut resp = req.response(415, None, &tag);
                     resp.headers.push(HeaderName::Accept, ACCEPT);
@@ -91,7 +110,8 @@ impl UasCore {
                     .any(|m| m.matches("application", "sdp"));
                 if !ok {
                     let mut resp = req.response(406, None, &tag);
-                    resp.headers.push(HeaderName::Warning, "399 ivm \"answers carry application/sdp only\"");
+                    resp.headers
+                        .push(HeaderName::Warning, "399 ivm \"answers carry application/sdp only\"");
                     return Some(resp);
                 }
             }

@@ -10,7 +10,7 @@ use ivm_sipd::sip::{Framing, HeaderName, Message, SipHeaders, parse_message};
 use libfuzzer_sys::fuzz_target;
 
 fn exercise(msg: &Message) {
-    let _ = (msg.call_id(), msg.cseq(), msg.from_addr(), msg.to_addr(), msg.vias(), msg.top_via());
+    let _ = (msg.call_id(), msg.cseq(), msg.header_from(), msg.header_to(), msg.vias(), msg.top_via());
     let _ = (msg.contacts(), msg.expires(), msg.max_forwards(), msg.content_type(), msg.content_length(), msg.event());
     let _ = (msg.tokens(&HeaderName::Require), msg.auth(&HeaderName::Authorization));
     let written = Bytes::from(msg.to_bytes());

@@ -116,21 +116,31 @@ impl NonceIssuer {
     }
 
     pub fn check(&self, nonce: &str, now_secs: u64) -> NonceState {
-        let Ok(raw) = hex::decode(nonce) else { return NonceState::Invalid };
+        let Ok(raw) = hex::decode(nonce) else {
+            return NonceState::Invalid;
+        };
         if raw.len() != 32 || !constant_time_eq(&self.mac(&raw[..16]), &raw[16..]) {
             return NonceState::Invalid;
         }
         let mut t = [0u8; 8];
         t.copy_from_slice(&raw[..8]);
         let issued = u64::from_be_bytes(t);
-        if issued > now_secs + 5 || now_secs - issued.min(now_secs) > self.ttl_secs { NonceState::Stale } else { NonceState::Fresh }
+        if issued > now_secs + 5 || now_secs - issued.min(now_secs) > self.ttl_secs {
+            NonceState::Stale
+        } else {
+            NonceState::Fresh
+        }
     }
 }
 
 /// A `WWW-Authenticate` value for one algorithm.
 pub fn challenge(alg: Algorithm, realm: &str, nonce: &str, stale: bool) -> String {
     let stale = if stale { ", stale=true" } else { "" };
-    format!("Digest realm={}, nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{stale}", crate::sip::scan::quote(realm), alg.name())
+    format!(
+        "Digest realm={}, nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{stale}",
+        crate::sip::scan::quote(realm),
+        alg.name()
+    )
 }
 
 #[cfg(test)]
@@ -147,7 +157,10 @@ mod tests {
             nonce: "dcd98b7102dd2f0e8b11d0f600bfb0c093",
             qop: Some(("auth", "00000001", "0a4f113b")),
         };
-        assert_eq!(expected_response(Algorithm::Md5, &h, &input), "6629fae49393a05397450978507c4ef1");
+        assert_eq!(
+            expected_response(Algorithm::Md5, &h, &input),
+            "6629fae49393a05397450978507c4ef1"
+        );
     }
 
     #[test]
@@ -160,7 +173,10 @@ mod tests {
             nonce: "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v",
             qop: Some(("auth", "00000001", "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ")),
         };
-        assert_eq!(expected_response(Algorithm::Sha256, &h, &input), "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1");
+        assert_eq!(
+            expected_response(Algorithm::Sha256, &h, &input),
+            "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
+        );
     }
 
     #[test]

@@ -60,7 +60,11 @@ impl LocationService {
     pub fn from_rows(rows: Vec<BindingRow>) -> LocationService {
         let mut map: HashMap<String, Vec<Binding>> = HashMap::new();
         for r in rows {
-            let transport = if r.transport.eq_ignore_ascii_case("tcp") { TransportKind::Tcp } else { TransportKind::Udp };
+            let transport = if r.transport.eq_ignore_ascii_case("tcp") {
+                TransportKind::Tcp
+            } else {
+                TransportKind::Udp
+            };
             let Ok(source) = r.source.parse() else { continue };
             map.entry(r.aor).or_default().push(Binding {
                 contact: r.contact,
@@ -72,7 +76,9 @@ impl LocationService {
                 source,
             });
         }
-        LocationService { bindings: Mutex::new(map) }
+        LocationService {
+            bindings: Mutex::new(map),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Binding>>> {
@@ -81,7 +87,10 @@ impl LocationService {
 
     /// The unexpired bindings of an AOR.
     pub fn lookup(&self, aor: &str, now: i64) -> Vec<Binding> {
-        self.lock().get(aor).map(|v| v.iter().filter(|b| b.expires_at > now).cloned().collect()).unwrap_or_default()
+        self.lock()
+            .get(aor)
+            .map(|v| v.iter().filter(|b| b.expires_at > now).cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Number of AORs with at least one binding.
@@ -112,7 +121,10 @@ impl LocationService {
         let list = map.entry(aor.to_owned()).or_default();
         let mut changes = Vec::new();
         for b in list.iter().filter(|b| b.expires_at <= now) {
-            changes.push(BindingChange::Remove { aor: aor.to_owned(), contact: b.contact.clone() });
+            changes.push(BindingChange::Remove {
+                aor: aor.to_owned(),
+                contact: b.contact.clone(),
+            });
         }
         list.retain(|b| b.expires_at > now);
         let stale = |b: &Binding| b.call_id == call_id && b.cseq >= cseq;
@@ -123,7 +135,10 @@ impl LocationService {
                     return Err(LocationError::OutOfOrder);
                 }
                 for b in list.drain(..) {
-                    changes.push(BindingChange::Remove { aor: aor.to_owned(), contact: b.contact });
+                    changes.push(BindingChange::Remove {
+                        aor: aor.to_owned(),
+                        contact: b.contact,
+                    });
                 }
             }
             RegisterOp::Update(updates) => {
@@ -137,7 +152,10 @@ impl LocationService {
                     if u.expires == 0 {
                         if let Some(i) = pos {
                             list.remove(i);
-                            changes.push(BindingChange::Remove { aor: aor.to_owned(), contact: u.contact.clone() });
+                            changes.push(BindingChange::Remove {
+                                aor: aor.to_owned(),
+                                contact: u.contact.clone(),
+                            });
                         }
                         continue;
                     }
@@ -183,7 +201,11 @@ mod tests {
     use super::*;
 
     fn upd(contact: &str, expires: u32) -> RegisterOp {
-        RegisterOp::Update(vec![ContactUpdate { contact: contact.into(), expires, q: None }])
+        RegisterOp::Update(vec![ContactUpdate {
+            contact: contact.into(),
+            expires,
+            q: None,
+        }])
     }
 
     #[test]
@@ -192,15 +214,32 @@ mod tests {
         let src: SocketAddr = "127.0.0.1:5070".parse().unwrap_or_else(|_| unreachable!());
         let mut persisted = Vec::new();
         let reg = |op: &RegisterOp, cid: &str, cseq: u32, now: i64, persisted: &mut Vec<BindingChange>| {
-            loc.register("1001", op, cid, cseq, TransportKind::Udp, src, now, |c| persisted.extend(c))
+            loc.register("1001", op, cid, cseq, TransportKind::Udp, src, now, |c| {
+                persisted.extend(c)
+            })
         };
-        assert_eq!(reg(&upd("sip:a@h", 60), "c1", 1, 1000, &mut persisted).map(|v| v.len()), Ok(1));
-        assert_eq!(reg(&upd("sip:b@h", 60), "c2", 1, 1000, &mut persisted).map(|v| v.len()), Ok(2));
-        assert_eq!(reg(&upd("sip:a@h", 60), "c1", 1, 1001, &mut persisted), Err(LocationError::OutOfOrder));
-        assert_eq!(reg(&upd("sip:a@h", 0), "c1", 2, 1001, &mut persisted).map(|v| v.len()), Ok(1));
+        assert_eq!(
+            reg(&upd("sip:a@h", 60), "c1", 1, 1000, &mut persisted).map(|v| v.len()),
+            Ok(1)
+        );
+        assert_eq!(
+            reg(&upd("sip:b@h", 60), "c2", 1, 1000, &mut persisted).map(|v| v.len()),
+            Ok(2)
+        );
+        assert_eq!(
+            reg(&upd("sip:a@h", 60), "c1", 1, 1001, &mut persisted),
+            Err(LocationError::OutOfOrder)
+        );
+        assert_eq!(
+            reg(&upd("sip:a@h", 0), "c1", 2, 1001, &mut persisted).map(|v| v.len()),
+            Ok(1)
+        );
         assert_eq!(loc.lookup("1001", 1001).len(), 1);
         assert!(loc.lookup("1001", 1061).is_empty(), "expired");
-        assert_eq!(reg(&RegisterOp::RemoveAll, "c3", 1, 1002, &mut persisted).map(|v| v.len()), Ok(0));
+        assert_eq!(
+            reg(&RegisterOp::RemoveAll, "c3", 1, 1002, &mut persisted).map(|v| v.len()),
+            Ok(0)
+        );
         assert!(loc.is_empty());
         assert_eq!(persisted.len(), 4);
     }

@@ -59,7 +59,10 @@ impl Registrar {
         let mut resp = req.response(401, None, &random_token(8));
         let nonce = self.nonces.issue(unix_now() as u64);
         for alg in &self.config.auth_algorithms {
-            resp.headers.push(HeaderName::WwwAuthenticate, digest::challenge(*alg, &self.realm, &nonce, stale));
+            resp.headers.push(
+                HeaderName::WwwAuthenticate,
+                digest::challenge(*alg, &self.realm, &nonce, stale),
+            );
         }
         resp
     }
@@ -70,12 +73,20 @@ impl Registrar {
             .auth(&HeaderName::Authorization)
             .into_iter()
             .find(|a| a.scheme.eq_ignore_ascii_case("Digest") && a.get("realm") == Some(self.realm.as_str()));
-        let Some(creds) = creds else { return Ok(AuthOutcome::Challenge { stale: false }) };
-        let (Some(username), Some(nonce), Some(uri), Some(response)) = (creds.get("username"), creds.get("nonce"), creds.get("uri"), creds.get("response"))
-        else {
+        let Some(creds) = creds else {
             return Ok(AuthOutcome::Challenge { stale: false });
         };
-        let Some(alg) = Algorithm::from_param(creds.get("algorithm")).filter(|a| self.config.auth_algorithms.contains(a)) else {
+        let (Some(username), Some(nonce), Some(uri), Some(response)) = (
+            creds.get("username"),
+            creds.get("nonce"),
+            creds.get("uri"),
+            creds.get("response"),
+        ) else {
+            return Ok(AuthOutcome::Challenge { stale: false });
+        };
+        let Some(alg) =
+            Algorithm::from_param(creds.get("algorithm")).filter(|a| self.config.auth_algorithms.contains(a))
+        else {
             return Ok(AuthOutcome::Challenge { stale: false });
         };
         let nonce_state = self.nonces.check(nonce, unix_now() as u64);
@@ -91,15 +102,25 @@ impl Registrar {
             Some(_) => return Ok(AuthOutcome::Challenge { stale: false }),
         };
         let lookup = username.to_owned();
-        let secrets = self.store.run(move |conn| subscribers::digest_secrets(conn, &lookup)).await?;
+        let secrets = self
+            .store
+            .run(move |conn| subscribers::digest_secrets(conn, &lookup))
+            .await?;
         // An unknown user is checked against a secret nobody has, so the work and the answer
         // are the same as for a wrong password.
-        let secrets = secrets.filter(|s| s.realm == self.realm).unwrap_or_else(|| DigestSecrets {
-            realm: self.realm.clone(),
-            ha1_md5: random_token(16),
-            ha1_sha256: random_token(32),
-        });
-        let input = DigestInput { method: req.method.as_str(), uri, nonce, qop };
+        let secrets = secrets
+            .filter(|s| s.realm == self.realm)
+            .unwrap_or_else(|| DigestSecrets {
+                realm: self.realm.clone(),
+                ha1_md5: random_token(16),
+                ha1_sha256: random_token(32),
+            });
+        let input = DigestInput {
+            method: req.method.as_str(),
+            uri,
+            nonce,
+            qop,
+        };
         let expected = digest::expected_response(alg, secrets.ha1(alg), &input);
         let matches = digest::constant_time_eq(expected.as_bytes(), response.to_ascii_lowercase().as_bytes());
         Ok(match (matches && username == user, nonce_state) {
@@ -113,10 +134,18 @@ impl Registrar {
     pub async fn handle(&self, req: &Request, source: Peer) -> Response {
         let tag = random_token(8);
         let bad = |why: &str| req.response(400, Some(why), &tag);
-        let Some(to) = req.to_addr() else { return bad("Missing To") };
-        let Uri::Sip(aor_uri) = &to.uri else { return bad("Bad Request (To must be a sip: or sips: address-of-record)") };
-        let Some(user) = aor_uri.user_unescaped() else { return bad("Bad Request (address-of-record without a user)") };
-        let Ok(user) = String::from_utf8(user) else { return bad("Bad Request (address-of-record user is not UTF-8)") };
+        let Some(to) = req.header_to() else {
+            return bad("Missing To");
+        };
+        let Uri::Sip(aor_uri) = &to.uri else {
+            return bad("Bad Request (To must be a sip: or sips: address-of-record)");
+        };
+        let Some(user) = aor_uri.user_unescaped() else {
+            return bad("Bad Request (address-of-record without a user)");
+        };
+        let Ok(user) = String::from_utf8(user) else {
+            return bad("Bad Request (address-of-record user is not UTF-8)");
+        };
 
         match self.authenticate(req, &user).await {
             Ok(AuthOutcome::Ok) => {}
@@ -132,14 +161,25 @@ impl Registrar {
             Ok(op) => op,
             Err(resp) => return *resp,
         };
-        let (Some(call_id), Some(cseq)) = (req.call_id(), req.cseq()) else { return bad("Missing Call-ID or CSeq") };
+        let (Some(call_id), Some(cseq)) = (req.call_id(), req.cseq()) else {
+            return bad("Missing Call-ID or CSeq");
+        };
         let call_id = String::from_utf8_lossy(call_id).into_owned();
         let now = unix_now();
         let mut pending = None;
         let store = &self.store;
-        let result = self.location.register(&user, &op, &call_id, cseq.seq, source.transport, source.addr, now, |changes: Vec<BindingChange>| {
-            pending = Some(store.submit(move |conn| registrations::apply(conn, &changes, now)));
-        });
+        let result = self.location.register(
+            &user,
+            &op,
+            &call_id,
+            cseq.seq,
+            source.transport,
+            source.addr,
+            now,
+            |changes: Vec<BindingChange>| {
+                pending = Some(store.submit(move |conn| registrations::apply(conn, &changes, now)));
+            },
+        );
         let current = match result {
             Ok(current) => current,
             Err(e) => return req.response(500, Some(&format!("Server Internal Error ({e})")), &tag),
@@ -156,7 +196,10 @@ impl Registrar {
         }
         let mut resp = req.response(200, None, &tag);
         for b in &current {
-            resp.headers.push(HeaderName::Contact, format!("<{}>;expires={}", b.contact, (b.expires_at - now).max(0)));
+            resp.headers.push(
+                HeaderName::Contact,
+                format!("<{}>;expires={}", b.contact, (b.expires_at - now).max(0)),
+            );
         }
         tracing::debug!(aor = %user, contacts = current.len(), "registrar: bindings updated");
         resp
@@ -172,15 +215,23 @@ impl Registrar {
         let header_expires = req.expires();
         if contacts.iter().any(|c| matches!(c, Contact::Star)) {
             if contacts.len() != 1 || header_expires != Some(0) {
-                return Err(Box::new(req.response(400, Some("Bad Request (Contact: * needs Expires: 0 and no other Contact)"), &tag)));
+                return Err(Box::new(req.response(
+                    400,
+                    Some("Bad Request (Contact: * needs Expires: 0 and no other Contact)"),
+                    &tag,
+                )));
             }
             return Ok(RegisterOp::RemoveAll);
         }
         let mut updates = Vec::new();
-        for addr in contacts.into_iter().filter_map(|c| match c {
-            Contact::Addrs(a) => Some(a),
-            Contact::Star => None,
-        }).flatten() {
+        for addr in contacts
+            .into_iter()
+            .filter_map(|c| match c {
+                Contact::Addrs(a) => Some(a),
+                Contact::Star => None,
+            })
+            .flatten()
+        {
             let requested = addr
                 .params
                 .get("expires")
@@ -190,11 +241,20 @@ impl Registrar {
                 .unwrap_or(self.config.default_expires);
             if requested != 0 && requested < self.config.min_expires {
                 let mut resp = req.response(423, None, &tag);
-                resp.headers.push(HeaderName::MinExpires, self.config.min_expires.to_string());
+                resp.headers
+                    .push(HeaderName::MinExpires, self.config.min_expires.to_string());
                 return Err(Box::new(resp));
             }
-            let q = addr.params.get_str("q").and_then(|q| q.parse::<f32>().ok()).filter(|q| (0.0..=1.0).contains(q));
-            updates.push(ContactUpdate { contact: addr.uri.to_string(), expires: requested.min(self.config.max_expires), q });
+            let q = addr
+                .params
+                .get_str("q")
+                .and_then(|q| q.parse::<f32>().ok())
+                .filter(|q| (0.0..=1.0).contains(q));
+            updates.push(ContactUpdate {
+                contact: addr.uri.to_string(),
+                expires: requested.min(self.config.max_expires),
+                q,
+            });
         }
         Ok(RegisterOp::Update(updates))
     }

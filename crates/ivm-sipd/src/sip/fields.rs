@@ -8,7 +8,9 @@ use super::scan::{Cursor, is_word_char, parse_u64, split_list, trim, unquote};
 
 /// A decimal number with no sign and at most `max`.
 pub fn parse_number(value: &[u8], max: u64) -> Result<u64, &'static str> {
-    parse_u64(trim(value)).filter(|n| *n <= max).ok_or("not a number in range")
+    parse_u64(trim(value))
+        .filter(|n| *n <= max)
+        .ok_or("not a number in range")
 }
 
 /// Expires / delta-seconds: overlarge values are clamped (RFC 4475 §3.1.2.4 lets an element
@@ -109,7 +111,10 @@ impl Event {
         if !c.is_empty() {
             return Err("Event: unexpected characters");
         }
-        Ok(Event { package: String::from_utf8_lossy(package).into_owned(), params })
+        Ok(Event {
+            package: String::from_utf8_lossy(package).into_owned(),
+            params,
+        })
     }
 }
 
@@ -117,7 +122,9 @@ impl Event {
 /// §20.17 allows.
 pub fn check_date(value: &[u8]) -> Result<(), &'static str> {
     const DAYS: [&[u8]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
-    const MONTHS: [&[u8]; 12] = [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
+    const MONTHS: [&[u8]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+    ];
     let v = trim(value);
     let ok = v.len() == 29
         && DAYS.contains(&&v[0..3])
@@ -134,7 +141,11 @@ pub fn check_date(value: &[u8]) -> Result<(), &'static str> {
         && v[22] == b':'
         && v[23..25].iter().all(u8::is_ascii_digit)
         && &v[25..29] == b" GMT";
-    if ok { Ok(()) } else { Err("Date is not an RFC 1123 date in GMT") }
+    if ok {
+        Ok(())
+    } else {
+        Err("Date is not an RFC 1123 date in GMT")
+    }
 }
 
 /// The value of Authorization / Proxy-Authorization / WWW-Authenticate / Proxy-Authenticate:
@@ -192,8 +203,14 @@ mod tests {
         assert_eq!(parse_number(b" 0068", 255), Ok(68));
         assert!(parse_number(b"300", 255).is_err());
         assert!(parse_number(b"-999", u64::MAX).is_err());
-        assert_eq!(parse_delta_seconds(b"10000000000000000000000000000000000000"), Ok(u32::MAX));
-        assert_eq!(parse_token_list(b"nothingSupportsThis, nothingSupportsThisEither").map(|v| v.len()), Ok(2));
+        assert_eq!(
+            parse_delta_seconds(b"10000000000000000000000000000000000000"),
+            Ok(u32::MAX)
+        );
+        assert_eq!(
+            parse_token_list(b"nothingSupportsThis, nothingSupportsThisEither").map(|v| v.len()),
+            Ok(2)
+        );
         assert!(check_call_id(b"intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{").is_ok());
         assert!(check_call_id(b"a b").is_err());
         assert!(check_date(b"Sat, 13 Nov 2010 23:29:00 GMT").is_ok());

@@ -36,7 +36,10 @@ pub struct StreamFramer {
 
 impl StreamFramer {
     pub fn new(max_message_bytes: usize) -> Self {
-        StreamFramer { buf: BytesMut::with_capacity(4096), max: max_message_bytes }
+        StreamFramer {
+            buf: BytesMut::with_capacity(4096),
+            max: max_message_bytes,
+        }
     }
 
     pub fn push(&mut self, data: &[u8]) {
@@ -44,7 +47,7 @@ impl StreamFramer {
     }
 
     /// The next complete item, `Ok(None)` when more bytes are needed.
-    pub fn next(&mut self) -> Result<Option<Framed>, FramingError> {
+    pub fn next_item(&mut self) -> Result<Option<Framed>, FramingError> {
         let lead = self.buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
         if lead > 0 {
             let ping = self.buf[..lead].windows(4).any(|w| w == b"\r\n\r\n");
@@ -54,7 +57,11 @@ impl StreamFramer {
             }
         }
         let Some(head_end) = find_header_end(&self.buf) else {
-            return if self.buf.len() > self.max { Err(FramingError::TooLarge(self.max)) } else { Ok(None) };
+            return if self.buf.len() > self.max {
+                Err(FramingError::TooLarge(self.max))
+            } else {
+                Ok(None)
+            };
         };
         let cl = content_length(&self.buf[..head_end])?;
         let total = head_end.checked_add(cl).ok_or(FramingError::BadContentLength)?;
@@ -74,7 +81,9 @@ fn content_length(head: &[u8]) -> Result<usize, FramingError> {
         if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
             continue;
         }
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
         let name = trim(&line[..colon]);
         if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
             if found.is_some() {
@@ -96,18 +105,18 @@ mod tests {
         let msg = b"OPTIONS sip:a@b SIP/2.0\r\nl: 5\r\n\r\nhello";
         let mut f = StreamFramer::new(65536);
         f.push(b"\r\n\r\n");
-        assert_eq!(f.next(), Ok(Some(Framed::Ping)));
+        assert_eq!(f.next_item(), Ok(Some(Framed::Ping)));
         f.push(&msg[..10]);
-        assert_eq!(f.next(), Ok(None));
+        assert_eq!(f.next_item(), Ok(None));
         f.push(&msg[10..]);
         f.push(msg);
-        assert_eq!(f.next(), Ok(Some(Framed::Message(Bytes::from_static(msg)))));
-        assert_eq!(f.next(), Ok(Some(Framed::Message(Bytes::from_static(msg)))));
-        assert_eq!(f.next(), Ok(None));
+        assert_eq!(f.next_item(), Ok(Some(Framed::Message(Bytes::from_static(msg)))));
+        assert_eq!(f.next_item(), Ok(Some(Framed::Message(Bytes::from_static(msg)))));
+        assert_eq!(f.next_item(), Ok(None));
         f.push(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\n");
-        assert_eq!(f.next(), Err(FramingError::NoContentLength));
+        assert_eq!(f.next_item(), Err(FramingError::NoContentLength));
         let mut f = StreamFramer::new(100);
         f.push(&[b'a'; 200]);
-        assert_eq!(f.next(), Err(FramingError::TooLarge(100)));
+        assert_eq!(f.next_item(), Err(FramingError::TooLarge(100)));
     }
 }

@@ -109,12 +109,21 @@ impl Headers {
 
     /// Appends a header field.
     pub fn push(&mut self, name: HeaderName, value: impl Into<Bytes>) {
-        self.0.push(Header { name, value: value.into() });
+        self.0.push(Header {
+            name,
+            value: value.into(),
+        });
     }
 
     /// Inserts a header field before all others (e.g. a new top Via).
     pub fn push_front(&mut self, name: HeaderName, value: impl Into<Bytes>) {
-        self.0.insert(0, Header { name, value: value.into() });
+        self.0.insert(
+            0,
+            Header {
+                name,
+                value: value.into(),
+            },
+        );
     }
 
     /// The first value of a header.
@@ -183,7 +192,10 @@ mod tests {
         assert_eq!(HeaderName::from_bytes(b"MaX-fOrWaRdS"), HeaderName::MaxForwards);
         assert_eq!(HeaderName::from_bytes(b"I"), HeaderName::CallId);
         assert_eq!(HeaderName::from_bytes(b"k"), HeaderName::Supported);
-        assert_eq!(HeaderName::from_bytes(b"C%6Fntact"), HeaderName::Other("C%6Fntact".into()));
+        assert_eq!(
+            HeaderName::from_bytes(b"C%6Fntact"),
+            HeaderName::Other("C%6Fntact".into())
+        );
     }
 
     #[test]

@@ -51,17 +51,25 @@ pub trait SipHeaders {
         self.headers().get(&HeaderName::CSeq).and_then(|v| CSeq::parse(v).ok())
     }
 
-    fn from_addr(&self) -> Option<NameAddr> {
-        self.headers().get(&HeaderName::From).and_then(|v| NameAddr::parse(v).ok())
+    fn header_from(&self) -> Option<NameAddr> {
+        self.headers()
+            .get(&HeaderName::From)
+            .and_then(|v| NameAddr::parse(v).ok())
     }
 
-    fn to_addr(&self) -> Option<NameAddr> {
-        self.headers().get(&HeaderName::To).and_then(|v| NameAddr::parse(v).ok())
+    fn header_to(&self) -> Option<NameAddr> {
+        self.headers()
+            .get(&HeaderName::To)
+            .and_then(|v| NameAddr::parse(v).ok())
     }
 
     /// Every Via value, top first.
     fn vias(&self) -> Vec<Via> {
-        self.headers().get_all(&HeaderName::Via).filter_map(|v| Via::parse_list(v).ok()).flatten().collect()
+        self.headers()
+            .get_all(&HeaderName::Via)
+            .filter_map(|v| Via::parse_list(v).ok())
+            .flatten()
+            .collect()
     }
 
     fn top_via(&self) -> Option<Via> {
@@ -71,37 +79,59 @@ pub trait SipHeaders {
 
     /// All Contact values; `Contact::Star` appears as its own element.
     fn contacts(&self) -> Vec<Contact> {
-        self.headers().get_all(&HeaderName::Contact).filter_map(|v| Contact::parse(v).ok()).collect()
+        self.headers()
+            .get_all(&HeaderName::Contact)
+            .filter_map(|v| Contact::parse(v).ok())
+            .collect()
     }
 
     fn expires(&self) -> Option<u32> {
-        self.headers().get(&HeaderName::Expires).and_then(|v| parse_delta_seconds(v).ok())
+        self.headers()
+            .get(&HeaderName::Expires)
+            .and_then(|v| parse_delta_seconds(v).ok())
     }
 
     fn max_forwards(&self) -> Option<u8> {
-        self.headers().get(&HeaderName::MaxForwards).and_then(|v| parse_number(v, 255).ok()).map(|n| n as u8)
+        self.headers()
+            .get(&HeaderName::MaxForwards)
+            .and_then(|v| parse_number(v, 255).ok())
+            .map(|n| n as u8)
     }
 
     fn content_type(&self) -> Option<MediaType> {
-        self.headers().get(&HeaderName::ContentType).and_then(|v| MediaType::parse(v).ok())
+        self.headers()
+            .get(&HeaderName::ContentType)
+            .and_then(|v| MediaType::parse(v).ok())
     }
 
     fn content_length(&self) -> Option<usize> {
-        self.headers().get(&HeaderName::ContentLength).and_then(|v| parse_number(v, u32::MAX.into()).ok()).map(|n| n as usize)
+        self.headers()
+            .get(&HeaderName::ContentLength)
+            .and_then(|v| parse_number(v, u32::MAX.into()).ok())
+            .map(|n| n as usize)
     }
 
     fn event(&self) -> Option<Event> {
-        self.headers().get(&HeaderName::Event).and_then(|v| Event::parse(v).ok())
+        self.headers()
+            .get(&HeaderName::Event)
+            .and_then(|v| Event::parse(v).ok())
     }
 
     /// The tokens of every field of a list header (Allow, Supported, Require …).
     fn tokens(&self, name: &HeaderName) -> Vec<String> {
-        self.headers().get_all(name).filter_map(|v| parse_token_list(v).ok()).flatten().collect()
+        self.headers()
+            .get_all(name)
+            .filter_map(|v| parse_token_list(v).ok())
+            .flatten()
+            .collect()
     }
 
     /// Every value of an auth header (Authorization, WWW-Authenticate …) that parses.
     fn auth(&self, name: &HeaderName) -> Vec<AuthParams> {
-        self.headers().get_all(name).filter_map(|v| AuthParams::parse(v).ok()).collect()
+        self.headers()
+            .get_all(name)
+            .filter_map(|v| AuthParams::parse(v).ok())
+            .collect()
     }
 }
 
@@ -188,18 +218,33 @@ fn write_message(start: &[u8], headers: &Headers, body: &[u8]) -> Vec<u8> {
 
 impl Request {
     pub fn new(method: Method, uri: Uri) -> Request {
-        Request { method, uri, headers: Headers::new(), body: Bytes::new() }
+        Request {
+            method,
+            uri,
+            headers: Headers::new(),
+            body: Bytes::new(),
+        }
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        write_message(format!("{} {} SIP/2.0", self.method, self.uri).as_bytes(), &self.headers, &self.body)
+        write_message(
+            format!("{} {} SIP/2.0", self.method, self.uri).as_bytes(),
+            &self.headers,
+            &self.body,
+        )
     }
 
     /// A response to this request: Via, From, To, Call-ID and CSeq copied; a To tag added to
     /// anything but 100 when the request had none (`to_tag` lets a transaction reuse one).
     pub fn response(&self, status: u16, reason: Option<&str>, to_tag: &str) -> Response {
         let mut headers = Headers::new();
-        for name in [HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq] {
+        for name in [
+            HeaderName::Via,
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+        ] {
             for v in self.headers.get_all(&name) {
                 if name == HeaderName::To && status > 100 && !to_tag.is_empty() && !has_tag(v) {
                     let mut with_tag = v.to_vec();
@@ -210,7 +255,12 @@ impl Request {
                 }
             }
         }
-        Response { status, reason: Bytes::from(reason.unwrap_or(reason_phrase(status)).to_owned()), headers, body: Bytes::new() }
+        Response {
+            status,
+            reason: Bytes::from(reason.unwrap_or(reason_phrase(status)).to_owned()),
+            headers,
+            body: Bytes::new(),
+        }
     }
 }
 

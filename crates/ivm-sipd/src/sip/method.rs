@@ -87,7 +87,9 @@ impl CSeq {
         let mut c = Cursor::new(value);
         c.skip_ws();
         let digits = c.take_while(|b| b.is_ascii_digit());
-        let seq = parse_u64(digits).filter(|n| *n < (1 << 31)).ok_or("CSeq: sequence number missing or not below 2^31")?;
+        let seq = parse_u64(digits)
+            .filter(|n| *n < (1 << 31))
+            .ok_or("CSeq: sequence number missing or not below 2^31")?;
         if !c.skip_ws() {
             return Err("CSeq: missing method");
         }
@@ -96,7 +98,10 @@ impl CSeq {
         if !c.is_empty() {
             return Err("CSeq: unexpected characters");
         }
-        Ok(CSeq { seq: seq as u32, method })
+        Ok(CSeq {
+            seq: seq as u32,
+            method,
+        })
     }
 }
 
@@ -112,7 +117,13 @@ mod tests {
 
     #[test]
     fn cseq() {
-        assert_eq!(CSeq::parse(b"0009 INVITE"), Ok(CSeq { seq: 9, method: Method::Invite }));
+        assert_eq!(
+            CSeq::parse(b"0009 INVITE"),
+            Ok(CSeq {
+                seq: 9,
+                method: Method::Invite
+            })
+        );
         assert!(CSeq::parse(b"36893488147419103232 REGISTER").is_err());
         assert!(CSeq::parse(b"2147483648 REGISTER").is_err());
         assert_eq!(

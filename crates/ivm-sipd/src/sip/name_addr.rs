@@ -18,7 +18,11 @@ pub struct NameAddr {
 
 impl NameAddr {
     pub fn new(uri: Uri) -> Self {
-        NameAddr { display: None, uri, params: Params::default() }
+        NameAddr {
+            display: None,
+            uri,
+            params: Params::default(),
+        }
     }
 
     pub fn tag(&self) -> Option<String> {
@@ -66,7 +70,11 @@ impl NameAddr {
         let params = Params::parse_generic(&mut c)?;
         c.skip_ws();
         if !c.is_empty() {
-            return Err(if bracketed { "unexpected characters after address" } else { "malformed address (URI with ; , or ? must be in <>)" });
+            return Err(if bracketed {
+                "unexpected characters after address"
+            } else {
+                "malformed address (URI with ; , or ? must be in <>)"
+            });
         }
         Ok(NameAddr { display, uri, params })
     }
@@ -78,7 +86,9 @@ impl NameAddr {
 
     /// The display name without quotes, as text.
     pub fn display_text(&self) -> Option<String> {
-        self.display.as_ref().map(|d| String::from_utf8_lossy(&super::scan::unquote(d)).into_owned())
+        self.display
+            .as_ref()
+            .map(|d| String::from_utf8_lossy(&super::scan::unquote(d)).into_owned())
     }
 }
 
@@ -109,7 +119,8 @@ impl Contact {
 
 /// Whether a display name made of tokens is well formed (used by tests and callers building one).
 pub fn is_token_display(s: &[u8]) -> bool {
-    s.split(|b| *b == b' ').all(|w| !w.is_empty() && w.iter().all(|&b| is_token_char(b)))
+    s.split(|b| *b == b' ')
+        .all(|w| !w.is_empty() && w.iter().all(|&b| is_token_char(b)))
 }
 
 #[cfg(test)]

@@ -23,12 +23,17 @@ impl Params {
 
     /// `Some(Some(v))` for `name=v`, `Some(None)` for a bare `name`, `None` when absent.
     pub fn get(&self, name: &str) -> Option<Option<&[u8]>> {
-        self.0.iter().find(|p| p.name.eq_ignore_ascii_case(name)).map(|p| p.value.as_deref())
+        self.0
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+            .map(|p| p.value.as_deref())
     }
 
     /// The value with any quotes removed, as text.
     pub fn get_str(&self, name: &str) -> Option<String> {
-        self.get(name).flatten().map(|v| String::from_utf8_lossy(&unquote(v)).into_owned())
+        self.get(name)
+            .flatten()
+            .map(|v| String::from_utf8_lossy(&unquote(v)).into_owned())
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -40,7 +45,10 @@ impl Params {
         let value = value.map(|v| v.as_bytes().to_vec());
         match self.0.iter_mut().find(|p| p.name.eq_ignore_ascii_case(name)) {
             Some(p) => p.value = value,
-            None => self.0.push(Param { name: name.to_owned(), value }),
+            None => self.0.push(Param {
+                name: name.to_owned(),
+                value,
+            }),
         }
     }
 
@@ -68,7 +76,10 @@ impl Params {
             } else {
                 None
             };
-            params.push(Param { name: String::from_utf8_lossy(name).into_owned(), value });
+            params.push(Param {
+                name: String::from_utf8_lossy(name).into_owned(),
+                value,
+            });
         }
         Ok(params)
     }

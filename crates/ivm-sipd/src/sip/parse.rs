@@ -46,7 +46,11 @@ pub struct ParseError {
 
 impl ParseError {
     fn malformed(reason: impl Into<String>) -> Self {
-        ParseError { kind: ErrorKind::Malformed, reason: reason.into(), answerable: None }
+        ParseError {
+            kind: ErrorKind::Malformed,
+            reason: reason.into(),
+            answerable: None,
+        }
     }
 }
 
@@ -75,7 +79,10 @@ pub fn find_header_end(data: &[u8]) -> Option<usize> {
 /// Parses one message.
 pub fn parse_message(data: Bytes, framing: Framing) -> Result<Message, ParseError> {
     // RFC 3261 §7.5: ignore CRLFs before the start line.
-    let skip = data.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(data.len());
+    let skip = data
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(data.len());
     let data = data.slice(skip..);
     if data.is_empty() {
         return Err(ParseError::malformed("empty message"));
@@ -96,14 +103,24 @@ pub fn parse_message(data: Bytes, framing: Framing) -> Result<Message, ParseErro
             return None;
         }
         let mut h = Headers::new();
-        for name in [HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq] {
+        for name in [
+            HeaderName::Via,
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+        ] {
             for v in headers.get_all(&name) {
                 h.push(name.clone(), v.clone());
             }
         }
         Some(Box::new(h))
     };
-    let fail = |kind: ErrorKind, reason: String| ParseError { kind, reason, answerable: answerable() };
+    let fail = |kind: ErrorKind, reason: String| ParseError {
+        kind,
+        reason,
+        answerable: answerable(),
+    };
 
     if let StartLine::Request { version_ok: false, .. } = start {
         return Err(fail(ErrorKind::VersionNotSupported, "SIP version not supported".into()));
@@ -116,14 +133,27 @@ pub fn parse_message(data: Bytes, framing: Framing) -> Result<Message, ParseErro
     check_headers(&headers, method).map_err(|r| fail(ErrorKind::Malformed, r))?;
     Ok(match start {
         StartLine::Request { method, uri, .. } => {
-            if let Uri::Sip(u) = &uri {
-                if u.headers.is_some() {
-                    return Err(fail(ErrorKind::Malformed, "Request-URI must not contain headers".into()));
-                }
+            if let Uri::Sip(u) = &uri
+                && u.headers.is_some()
+            {
+                return Err(fail(
+                    ErrorKind::Malformed,
+                    "Request-URI must not contain headers".into(),
+                ));
             }
-            Message::Request(Request { method, uri, headers, body })
+            Message::Request(Request {
+                method,
+                uri,
+                headers,
+                body,
+            })
         }
-        StartLine::Response { status, reason } => Message::Response(Response { status, reason, headers, body }),
+        StartLine::Response { status, reason } => Message::Response(Response {
+            status,
+            reason,
+            headers,
+            body,
+        }),
     })
 }
 
@@ -141,7 +171,11 @@ fn split_lines(data: &[u8], end: usize) -> impl Iterator<Item = (usize, usize)> 
         }
         let item = (pos, line_end);
         pos = nl + 1;
-        if item.0 == item.1 && pos >= end { None } else { Some(item) }
+        if item.0 == item.1 && pos >= end {
+            None
+        } else {
+            Some(item)
+        }
     })
 }
 
@@ -163,22 +197,37 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine, ParseError> {
     if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
         let mut parts = line.splitn(3, |&b| b == b' ');
         let version = parts.next().unwrap_or_default();
-        let code = parts.next().ok_or_else(|| ParseError::malformed("status line without status code"))?;
-        let reason = parts.next().ok_or_else(|| ParseError::malformed("status line without reason phrase"))?;
+        let code = parts
+            .next()
+            .ok_or_else(|| ParseError::malformed("status line without status code"))?;
+        let reason = parts
+            .next()
+            .ok_or_else(|| ParseError::malformed("status line without reason phrase"))?;
         if parse_version(version) != Some(true) {
             return Err(ParseError::malformed("response with unsupported SIP version"));
         }
-        let status = parse_u64(code).filter(|c| code.len() == 3 && (100..700).contains(c)).ok_or_else(|| ParseError::malformed("bad status code"))?;
-        return Ok(StartLine::Response { status: status as u16, reason: Bytes::copy_from_slice(reason) });
+        let status = parse_u64(code)
+            .filter(|c| code.len() == 3 && (100..700).contains(c))
+            .ok_or_else(|| ParseError::malformed("bad status code"))?;
+        return Ok(StartLine::Response {
+            status: status as u16,
+            reason: Bytes::copy_from_slice(reason),
+        });
     }
     let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
     if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
-        return Err(ParseError::malformed("request line must be: Method SP Request-URI SP SIP-Version"));
+        return Err(ParseError::malformed(
+            "request line must be: Method SP Request-URI SP SIP-Version",
+        ));
     }
     let method = Method::from_bytes(parts[0]).ok_or_else(|| ParseError::malformed("bad method"))?;
     let uri = Uri::parse(parts[1]).map_err(|e| ParseError::malformed(format!("bad Request-URI: {}", e.0)))?;
     let version_ok = parse_version(parts[2]).ok_or_else(|| ParseError::malformed("bad SIP version"))?;
-    Ok(StartLine::Request { method, uri, version_ok })
+    Ok(StartLine::Request {
+        method,
+        uri,
+        version_ok,
+    })
 }
 
 fn parse_header_lines(data: &Bytes, lines: impl Iterator<Item = (usize, usize)>) -> Result<Headers, ParseError> {
@@ -190,11 +239,16 @@ fn parse_header_lines(data: &Bytes, lines: impl Iterator<Item = (usize, usize)>)
             continue;
         }
         if line[0] == b' ' || line[0] == b'\t' {
-            let last = raw.last_mut().ok_or_else(|| ParseError::malformed("continuation line before any header"))?;
+            let last = raw
+                .last_mut()
+                .ok_or_else(|| ParseError::malformed("continuation line before any header"))?;
             last.1.push((s, e));
             continue;
         }
-        let colon = line.iter().position(|&b| b == b':').ok_or_else(|| ParseError::malformed("header line without ':'"))?;
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or_else(|| ParseError::malformed("header line without ':'"))?;
         let name = trim(&line[..colon]);
         if name.is_empty() || !name.iter().all(|&b| is_token_char(b)) {
             return Err(ParseError::malformed("bad header name"));
@@ -232,7 +286,9 @@ fn body_of(data: &Bytes, start: usize, headers: &Headers, framing: Framing) -> R
     let mut lengths = headers.get_all(&HeaderName::ContentLength);
     let declared = match (lengths.next(), lengths.next()) {
         (Some(_), Some(_)) => return Err("more than one Content-Length"),
-        (Some(v), None) => Some(parse_number(v, u32::MAX.into()).map_err(|_| "Content-Length is not a non-negative number")? as usize),
+        (Some(v), None) => {
+            Some(parse_number(v, u32::MAX.into()).map_err(|_| "Content-Length is not a non-negative number")? as usize)
+        }
         (None, _) => None,
     };
     match (declared, framing) {
@@ -270,11 +326,14 @@ fn check_headers(headers: &Headers, method: Option<&Method>) -> Result<(), Strin
     if let Some(v) = once(headers, &HeaderName::CallId, true)? {
         check_call_id(v).map_err(|e| ctx(&HeaderName::CallId, e))?;
     }
-    let cseq = once(headers, &HeaderName::CSeq, true)?.map(|v| CSeq::parse(v)).transpose().map_err(|e| ctx(&HeaderName::CSeq, e))?;
-    if let (Some(m), Some(c)) = (method, &cseq) {
-        if &c.method != m {
-            return Err("CSeq method does not match the request method".into());
-        }
+    let cseq = once(headers, &HeaderName::CSeq, true)?
+        .map(|v| CSeq::parse(v))
+        .transpose()
+        .map_err(|e| ctx(&HeaderName::CSeq, e))?;
+    if let (Some(m), Some(c)) = (method, &cseq)
+        && &c.method != m
+    {
+        return Err("CSeq method does not match the request method".into());
     }
     if let Some(v) = once(headers, &HeaderName::MaxForwards, false)? {
         parse_number(v, 255).map_err(|_| ctx(&HeaderName::MaxForwards, "not a number from 0 to 255"))?;
@@ -302,7 +361,13 @@ fn check_headers(headers: &Headers, method: Option<&Method>) -> Result<(), Strin
             NameAddr::parse_list(v).map_err(|e| ctx(&name, e))?;
         }
     }
-    for name in [HeaderName::Require, HeaderName::ProxyRequire, HeaderName::Supported, HeaderName::Allow, HeaderName::Unsupported] {
+    for name in [
+        HeaderName::Require,
+        HeaderName::ProxyRequire,
+        HeaderName::Supported,
+        HeaderName::Allow,
+        HeaderName::Unsupported,
+    ] {
         for v in headers.get_all(&name) {
             parse_token_list(v).map_err(|e| ctx(&name, e))?;
         }

@@ -14,7 +14,10 @@ pub fn is_unreserved(b: u8) -> bool {
 /// Characters of a Call-ID `word`.
 pub fn is_word_char(b: u8) -> bool {
     is_token_char(b)
-        || matches!(b, b'(' | b')' | b'<' | b'>' | b':' | b'\\' | b'"' | b'/' | b'[' | b']' | b'?' | b'{' | b'}')
+        || matches!(
+            b,
+            b'(' | b')' | b'<' | b'>' | b':' | b'\\' | b'"' | b'/' | b'[' | b']' | b'?' | b'{' | b'}'
+        )
 }
 
 /// Whether `s` is a non-empty `token`.
@@ -205,7 +208,10 @@ pub fn split_list(value: &[u8]) -> Vec<&[u8]> {
 /// Trims SP/HTAB on both ends.
 pub fn trim(s: &[u8]) -> &[u8] {
     let start = s.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(start, |e| e + 1);
+    let end = s
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |e| e + 1);
     &s[start..end]
 }
 

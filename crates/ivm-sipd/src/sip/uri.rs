@@ -48,8 +48,14 @@ impl Host {
 
     pub fn from_ip(ip: std::net::IpAddr) -> Host {
         match ip {
-            std::net::IpAddr::V4(a) => Host { raw: a.to_string(), kind: HostKind::V4(a) },
-            std::net::IpAddr::V6(a) => Host { raw: format!("[{a}]"), kind: HostKind::V6(a) },
+            std::net::IpAddr::V4(a) => Host {
+                raw: a.to_string(),
+                kind: HostKind::V4(a),
+            },
+            std::net::IpAddr::V6(a) => Host {
+                raw: format!("[{a}]"),
+                kind: HostKind::V6(a),
+            },
         }
     }
 
@@ -65,7 +71,10 @@ impl Host {
             let text = std::str::from_utf8(inner).map_err(|_| UriError("bad IPv6 reference"))?;
             let addr: Ipv6Addr = text.parse().map_err(|_| UriError("bad IPv6 reference"))?;
             let raw = String::from_utf8_lossy(c.slice(start, c.pos())).into_owned();
-            return Ok(Host { raw, kind: HostKind::V6(addr) });
+            return Ok(Host {
+                raw,
+                kind: HostKind::V6(addr),
+            });
         }
         let name = c.take_while(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
         if name.is_empty() {
@@ -74,19 +83,29 @@ impl Host {
         let raw = String::from_utf8_lossy(name).into_owned();
         if name.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
             let addr: Ipv4Addr = raw.parse().map_err(|_| UriError("bad IPv4 address"))?;
-            return Ok(Host { raw, kind: HostKind::V4(addr) });
+            return Ok(Host {
+                raw,
+                kind: HostKind::V4(addr),
+            });
         }
         if name.starts_with(b".") || name.starts_with(b"-") || name.windows(2).any(|w| w == b"..") {
             return Err(UriError("bad host name"));
         }
-        Ok(Host { raw, kind: HostKind::Domain })
+        Ok(Host {
+            raw,
+            kind: HostKind::Domain,
+        })
     }
 
     /// Parses a whole string as a host.
     pub fn parse_str(s: &str) -> Result<Host, UriError> {
         let mut c = Cursor::new(s.as_bytes());
         let h = Host::parse(&mut c)?;
-        if c.is_empty() { Ok(h) } else { Err(UriError("junk after host")) }
+        if c.is_empty() {
+            Ok(h)
+        } else {
+            Err(UriError("junk after host"))
+        }
     }
 }
 
@@ -131,7 +150,10 @@ impl SipUri {
 
     /// The `transport` URI parameter, lower-cased.
     pub fn transport(&self) -> Option<String> {
-        self.params.get("transport").flatten().map(|v| String::from_utf8_lossy(v).to_ascii_lowercase())
+        self.params
+            .get("transport")
+            .flatten()
+            .map(|v| String::from_utf8_lossy(v).to_ascii_lowercase())
     }
 }
 
@@ -148,7 +170,10 @@ pub enum Uri {
     Sip(SipUri),
     Tel(TelUri),
     /// A scheme we do not interpret (`soap.beep:`, `http:`, `isbn:` …), kept whole.
-    Other { scheme: String, rest: String },
+    Other {
+        scheme: String,
+        rest: String,
+    },
 }
 
 impl Uri {
@@ -190,7 +215,10 @@ impl Uri {
             "tel" => parse_tel(c, in_addr_spec).map(Uri::Tel),
             _ => {
                 let rest = c.take_while(|b| {
-                    b > 0x20 && b < 0x7f && !matches!(b, b'<' | b'>' | b'"') && !(in_addr_spec && matches!(b, b';' | b','))
+                    b > 0x20
+                        && b < 0x7f
+                        && !matches!(b, b'<' | b'>' | b'"')
+                        && !(in_addr_spec && matches!(b, b';' | b','))
                 });
                 if rest.is_empty() {
                     return Err(UriError("empty URI after scheme"));
@@ -273,7 +301,9 @@ fn parse_sip(c: &mut Cursor<'_>, secure: bool, in_addr_spec: bool) -> Result<Sip
     let mut port = None;
     if c.eat(b':') {
         let digits = c.take_while(|b| b.is_ascii_digit());
-        let p = super::scan::parse_u64(digits).filter(|p| *p <= 65535).ok_or(UriError("bad port"))?;
+        let p = super::scan::parse_u64(digits)
+            .filter(|p| *p <= 65535)
+            .ok_or(UriError("bad port"))?;
         port = Some(p as u16);
     }
     let mut params = Params::default();
@@ -291,7 +321,10 @@ fn parse_sip(c: &mut Cursor<'_>, secure: bool, in_addr_spec: bool) -> Result<Sip
             } else {
                 None
             };
-            params.push(Param { name: String::from_utf8_lossy(name).into_owned(), value });
+            params.push(Param {
+                name: String::from_utf8_lossy(name).into_owned(),
+                value,
+            });
         }
     }
     let mut headers = None;
@@ -306,7 +339,15 @@ fn parse_sip(c: &mut Cursor<'_>, secure: bool, in_addr_spec: bool) -> Result<Sip
     if in_addr_spec && matches!(c.peek(), Some(b'?')) {
         return Err(UriError("URI with headers must be enclosed in <>"));
     }
-    Ok(SipUri { secure, user, password, host, port, params, headers })
+    Ok(SipUri {
+        secure,
+        user,
+        password,
+        host,
+        port,
+        params,
+        headers,
+    })
 }
 
 fn parse_tel(c: &mut Cursor<'_>, in_addr_spec: bool) -> Result<TelUri, UriError> {
@@ -321,11 +362,21 @@ fn parse_tel(c: &mut Cursor<'_>, in_addr_spec: bool) -> Result<TelUri, UriError>
             if name.is_empty() {
                 return Err(UriError("empty tel parameter"));
             }
-            let value = if c.eat(b'=') { Some(c.take_while(|b| is_param_char(b) || b == b'%').to_vec()) } else { None };
-            params.push(Param { name: String::from_utf8_lossy(name).into_owned(), value });
+            let value = if c.eat(b'=') {
+                Some(c.take_while(|b| is_param_char(b) || b == b'%').to_vec())
+            } else {
+                None
+            };
+            params.push(Param {
+                name: String::from_utf8_lossy(name).into_owned(),
+                value,
+            });
         }
     }
-    Ok(TelUri { number: String::from_utf8_lossy(number).into_owned(), params })
+    Ok(TelUri {
+        number: String::from_utf8_lossy(number).into_owned(),
+        params,
+    })
 }
 
 /// Decodes `%HH` escapes; anything else is copied.
@@ -404,13 +455,22 @@ mod tests {
         ] {
             assert_eq!(sip(s).to_string(), s);
         }
-        assert_eq!(sip("sips:alice@[2001:db8::10]:5061").host.ip(), Some("2001:db8::10".parse().unwrap_or_else(|_| unreachable!())));
+        assert_eq!(
+            sip("sips:alice@[2001:db8::10]:5061").host.ip(),
+            Some("2001:db8::10".parse().unwrap_or_else(|_| unreachable!()))
+        );
     }
 
     #[test]
     fn other_schemes_and_errors() {
-        assert_eq!(Uri::parse(b"soap.beep://192.0.2.103:3002").map(|u| u.scheme().to_owned()), Ok("soap.beep".into()));
-        assert!(matches!(Uri::parse(b"tel:+1-201-555-0123;phone-context=x"), Ok(Uri::Tel(_))));
+        assert_eq!(
+            Uri::parse(b"soap.beep://192.0.2.103:3002").map(|u| u.scheme().to_owned()),
+            Ok("soap.beep".into())
+        );
+        assert!(matches!(
+            Uri::parse(b"tel:+1-201-555-0123;phone-context=x"),
+            Ok(Uri::Tel(_))
+        ));
         assert!(Uri::parse(b"<sip:user@example.com>").is_err());
         assert!(Uri::parse(b"sip:user@example.com; lr").is_err());
         assert!(Uri::parse(b"sip:us%zzer@example.com").is_err());

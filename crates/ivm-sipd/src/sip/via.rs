@@ -28,7 +28,9 @@ impl Via {
 
     /// `None` when absent, `Some(None)` when present without a value.
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.params.get("rport").map(|v| v.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()))
+        self.params
+            .get("rport")
+            .map(|v| v.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()))
     }
 
     pub fn received(&self) -> Option<String> {
@@ -55,7 +57,9 @@ impl Via {
         let mut port = None;
         if c.eat_sep(b':') {
             let digits = c.take_while(|b| b.is_ascii_digit());
-            let p = super::scan::parse_u64(digits).filter(|p| *p <= 65535).ok_or("Via: bad port")?;
+            let p = super::scan::parse_u64(digits)
+                .filter(|p| *p <= 65535)
+                .ok_or("Via: bad port")?;
             port = Some(p as u16);
         }
         let params = Params::parse_generic(&mut c).map_err(|_| "Via: malformed parameter")?;

@@ -23,7 +23,11 @@ pub enum StoreError {
     #[error("subscriber {0} already exists")]
     SubscriberExists(String),
     #[error("invalid {field} {value:?}: {why}")]
-    Invalid { field: &'static str, value: String, why: &'static str },
+    Invalid {
+        field: &'static str,
+        value: String,
+        why: &'static str,
+    },
     #[error("{path}, line {line}: {why}")]
     Csv { path: PathBuf, line: u64, why: String },
     #[error("the store transaction did not commit")]
@@ -65,14 +69,23 @@ const MIGRATIONS: &[&str] = &[
 
 /// Opens (creating when needed) the database of a data directory and migrates its schema.
 pub fn open(data_dir: &Path) -> Result<Connection, StoreError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir { path: data_dir.to_owned(), source })?;
+    std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+        path: data_dir.to_owned(),
+        source,
+    })?;
     let path = db_path(data_dir);
-    let open_err = |source| StoreError::Open { path: path.clone(), source };
+    let open_err = |source| StoreError::Open {
+        path: path.clone(),
+        source,
+    };
     let mut conn = Connection::open(&path).map_err(open_err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(open_err)?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
     conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(open_err)?;
     let tx = conn.transaction()?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
         tx.execute_batch(sql)?;
@@ -84,5 +97,7 @@ pub fn open(data_dir: &Path) -> Result<Connection, StoreError> {
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

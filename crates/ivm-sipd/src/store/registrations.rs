@@ -37,7 +37,17 @@ pub fn apply(conn: &Connection, changes: &[BindingChange], now: i64) -> Result<(
     for c in changes {
         match c {
             BindingChange::Upsert(b) => {
-                upsert.execute(params![b.aor, b.contact, b.expires_at, b.q, b.call_id, b.cseq, b.transport, b.source, now])?;
+                upsert.execute(params![
+                    b.aor,
+                    b.contact,
+                    b.expires_at,
+                    b.q,
+                    b.call_id,
+                    b.cseq,
+                    b.transport,
+                    b.source,
+                    now
+                ])?;
             }
             BindingChange::Remove { aor, contact } => {
                 delete.execute(params![aor, contact])?;
@@ -50,7 +60,9 @@ pub fn apply(conn: &Connection, changes: &[BindingChange], now: i64) -> Result<(
 /// Every unexpired binding; expired rows are deleted.
 pub fn load(conn: &Connection, now: i64) -> Result<Vec<BindingRow>, StoreError> {
     conn.execute("DELETE FROM registrations WHERE expires_at <= ?1", [now])?;
-    let mut stmt = conn.prepare("SELECT aor, contact, expires_at, q, call_id, cseq, transport, source FROM registrations ORDER BY aor")?;
+    let mut stmt = conn.prepare(
+        "SELECT aor, contact, expires_at, q, call_id, cseq, transport, source FROM registrations ORDER BY aor",
+    )?;
     let rows = stmt.query_map([], |r| {
         Ok(BindingRow {
             aor: r.get(0)?,

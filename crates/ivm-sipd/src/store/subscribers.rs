@@ -48,7 +48,11 @@ impl DigestSecrets {
 }
 
 fn invalid(field: &'static str, value: &str, why: &'static str) -> StoreError {
-    StoreError::Invalid { field, value: value.to_owned(), why }
+    StoreError::Invalid {
+        field,
+        value: value.to_owned(),
+        why,
+    }
 }
 
 /// A subscriber number: an extension, an E.164 number (`+` and digits) or a user name of
@@ -60,9 +64,18 @@ pub fn check_number(number: &str) -> Result<(), StoreError> {
         && if number.starts_with('+') {
             body.bytes().all(|b| b.is_ascii_digit())
         } else {
-            body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            body.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         };
-    if ok { Ok(()) } else { Err(invalid("number", number, "use digits, an E.164 +number, or letters, digits and . _ -")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "number",
+            number,
+            "use digits, an E.164 +number, or letters, digits and . _ -",
+        ))
+    }
 }
 
 fn check(s: &NewSubscriber) -> Result<(), StoreError> {
@@ -73,13 +86,17 @@ fn check(s: &NewSubscriber) -> Result<(), StoreError> {
     if let Some(m) = &s.msisdn {
         let body = m.strip_prefix('+').unwrap_or(m);
         if body.is_empty() || body.len() > 15 || !body.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(invalid("msisdn", m, "must be up to 15 digits, optionally with a leading +"));
+            return Err(invalid(
+                "msisdn",
+                m,
+                "must be up to 15 digits, optionally with a leading +",
+            ));
         }
     }
-    if let Some(p) = &s.pin {
-        if p.len() < 4 || p.len() > 12 || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(invalid("pin", p, "must be 4 to 12 digits"));
-        }
+    if let Some(p) = &s.pin
+        && (p.len() < 4 || p.len() > 12 || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(invalid("pin", p, "must be 4 to 12 digits"));
     }
     Ok(())
 }
@@ -121,8 +138,16 @@ pub fn add(conn: &Connection, s: &NewSubscriber, realm: &str) -> Result<(), Stor
 
 /// All subscribers, by number.
 pub fn list(conn: &Connection) -> Result<Vec<Subscriber>, StoreError> {
-    let mut stmt = conn.prepare("SELECT number, name, msisdn, pin_hash IS NOT NULL FROM subscribers ORDER BY number")?;
-    let rows = stmt.query_map([], |r| Ok(Subscriber { number: r.get(0)?, name: r.get(1)?, msisdn: r.get(2)?, has_pin: r.get(3)? }))?;
+    let mut stmt =
+        conn.prepare("SELECT number, name, msisdn, pin_hash IS NOT NULL FROM subscribers ORDER BY number")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Subscriber {
+            number: r.get(0)?,
+            name: r.get(1)?,
+            msisdn: r.get(2)?,
+            has_pin: r.get(3)?,
+        })
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -139,19 +164,35 @@ pub fn remove(conn: &mut Connection, number: &str) -> Result<bool, StoreError> {
 pub fn digest_secrets(conn: &Connection, number: &str) -> Result<Option<DigestSecrets>, StoreError> {
     let mut stmt = conn.prepare_cached("SELECT realm, ha1_md5, ha1_sha256 FROM subscribers WHERE number = ?1")?;
     Ok(stmt
-        .query_row([number], |r| Ok(DigestSecrets { realm: r.get(0)?, ha1_md5: r.get(1)?, ha1_sha256: r.get(2)? }))
+        .query_row([number], |r| {
+            Ok(DigestSecrets {
+                realm: r.get(0)?,
+                ha1_md5: r.get(1)?,
+                ha1_sha256: r.get(2)?,
+            })
+        })
         .optional()?)
 }
 
 /// Imports a CSV file with the header `number,password,name,msisdn,pin` (the last three may be
 /// empty) in one transaction: either every row is added or none, and an error names the line.
 pub fn import_csv(conn: &mut Connection, path: &Path, realm: &str) -> Result<usize, StoreError> {
-    let csv_err = |line: u64, why: String| StoreError::Csv { path: path.to_owned(), line, why };
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(|e| csv_err(0, e.to_string()))?;
+    let csv_err = |line: u64, why: String| StoreError::Csv {
+        path: path.to_owned(),
+        line,
+        why,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| csv_err(0, e.to_string()))?;
     let headers = reader.headers().map_err(|e| csv_err(1, e.to_string()))?.clone();
     let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
     let (Some(c_number), Some(c_password)) = (col("number"), col("password")) else {
-        return Err(csv_err(1, "the header line must name the columns number,password[,name,msisdn,pin]".into()));
+        return Err(csv_err(
+            1,
+            "the header line must name the columns number,password[,name,msisdn,pin]".into(),
+        ));
     };
     let (c_name, c_msisdn, c_pin) = (col("name"), col("msisdn"), col("pin"));
     let tx = conn.transaction()?;
@@ -159,7 +200,11 @@ pub fn import_csv(conn: &mut Connection, path: &Path, realm: &str) -> Result<usi
     for record in reader.records() {
         let record = record.map_err(|e| csv_err(e.position().map_or(0, |p| p.line()), e.to_string()))?;
         let line = record.position().map_or(0, |p| p.line());
-        let field = |c: Option<usize>| c.and_then(|c| record.get(c)).filter(|v| !v.is_empty()).map(str::to_owned);
+        let field = |c: Option<usize>| {
+            c.and_then(|c| record.get(c))
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
         let s = NewSubscriber {
             number: field(Some(c_number)).unwrap_or_default(),
             password: field(Some(c_password)).unwrap_or_default(),
@@ -180,18 +225,65 @@ mod tests {
 
     #[test]
     fn add_list_remove_import() -> Result<(), StoreError> {
-        let dir = tempfile::tempdir().map_err(|e| StoreError::DataDir { path: "tmp".into(), source: e })?;
+        let dir = tempfile::tempdir().map_err(|e| StoreError::DataDir {
+            path: "tmp".into(),
+            source: e,
+        })?;
         let mut conn = super::super::open(dir.path())?;
-        add(&conn, &NewSubscriber { number: "1001".into(), password: "pw".into(), pin: Some("1234".into()), ..Default::default() }, "r")?;
-        assert!(matches!(add(&conn, &NewSubscriber { number: "1001".into(), password: "x".into(), ..Default::default() }, "r"), Err(StoreError::SubscriberExists(_))));
-        assert!(add(&conn, &NewSubscriber { number: "10 01".into(), password: "x".into(), ..Default::default() }, "r").is_err());
+        add(
+            &conn,
+            &NewSubscriber {
+                number: "1001".into(),
+                password: "pw".into(),
+                pin: Some("1234".into()),
+                ..Default::default()
+            },
+            "r",
+        )?;
+        assert!(matches!(
+            add(
+                &conn,
+                &NewSubscriber {
+                    number: "1001".into(),
+                    password: "x".into(),
+                    ..Default::default()
+                },
+                "r"
+            ),
+            Err(StoreError::SubscriberExists(_))
+        ));
+        assert!(
+            add(
+                &conn,
+                &NewSubscriber {
+                    number: "10 01".into(),
+                    password: "x".into(),
+                    ..Default::default()
+                },
+                "r"
+            )
+            .is_err()
+        );
         let secrets = digest_secrets(&conn, "1001")?.ok_or(StoreError::WriterGone)?;
         assert_eq!(secrets.ha1_md5, ha1(Algorithm::Md5, "1001", "r", "pw"));
         let csv = dir.path().join("s.csv");
-        std::fs::write(&csv, "number,password,name,msisdn,pin\n2001,a,Alice,+4915112345678,\n2002,b,,,\n").map_err(|e| StoreError::DataDir { path: csv.clone(), source: e })?;
+        std::fs::write(
+            &csv,
+            "number,password,name,msisdn,pin\n2001,a,Alice,+4915112345678,\n2002,b,,,\n",
+        )
+        .map_err(|e| StoreError::DataDir {
+            path: csv.clone(),
+            source: e,
+        })?;
         assert_eq!(import_csv(&mut conn, &csv, "r")?, 2);
-        std::fs::write(&csv, "number,password\n3001,a\n3002,\n").map_err(|e| StoreError::DataDir { path: csv.clone(), source: e })?;
-        let err = import_csv(&mut conn, &csv, "r").err().map(|e| e.to_string()).unwrap_or_default();
+        std::fs::write(&csv, "number,password\n3001,a\n3002,\n").map_err(|e| StoreError::DataDir {
+            path: csv.clone(),
+            source: e,
+        })?;
+        let err = import_csv(&mut conn, &csv, "r")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("line 3"), "{err}");
         assert_eq!(list(&conn)?.len(), 3, "the failed import added nothing");
         assert!(remove(&mut conn, "2002")?);

@@ -31,7 +31,10 @@ impl StoreHandle {
         std::thread::Builder::new()
             .name("ivm-store".into())
             .spawn(move || run(conn, rx))
-            .map_err(|source| StoreError::DataDir { path: data_dir.to_owned(), source })?;
+            .map_err(|source| StoreError::DataDir {
+                path: data_dir.to_owned(),
+                source,
+            })?;
         Ok(StoreHandle { tx })
     }
 
@@ -46,7 +49,11 @@ impl StoreHandle {
         let job: Job = Box::new(move |conn| {
             let result = f(conn);
             Box::new(move |committed: bool| {
-                let _ = done_tx.send(if committed { result } else { Err(StoreError::CommitFailed) });
+                let _ = done_tx.send(if committed {
+                    result
+                } else {
+                    Err(StoreError::CommitFailed)
+                });
             })
         });
         self.tx.send(job).map_err(|_| StoreError::WriterGone)?;

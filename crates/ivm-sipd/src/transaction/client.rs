@@ -326,7 +326,7 @@ mod tests {
         );
         assert_eq!(ack.headers.get(&HeaderName::From), req.headers.get(&HeaderName::From));
         assert_eq!(ack.call_id(), req.call_id());
-        assert_eq!(ack.to_addr().and_then(|a| a.tag()).as_deref(), Some("callee"));
+        assert_eq!(ack.header_to().and_then(|a| a.tag()).as_deref(), Some("callee"));
         assert_eq!(ack.cseq().map(|c| (c.seq, c.method)), Some((41, Method::Ack)));
         assert_eq!(ack.content_length(), Some(0));
         assert!(ack.body.is_empty());

@@ -67,7 +67,7 @@ impl TsxKey {
                 method,
             })));
         }
-        let from_tag = req.from_addr().and_then(|a| a.tag()).unwrap_or_default();
+        let from_tag = req.header_from().and_then(|a| a.tag()).unwrap_or_default();
         let top_via = format!("{} {sent_by};branch={branch}", via.transport);
         Some(TsxKey(Arc::new(Inner::Legacy {
             request_uri: req.uri.to_string().into(),

@@ -504,7 +504,7 @@ mod tests {
         assert_eq!(ok.status, 200);
         assert_eq!(ok.cseq().map(|c| c.method), Some(Method::Cancel));
         assert_eq!(
-            ok.to_addr().and_then(|a| a.tag()).as_deref(),
+            ok.header_to().and_then(|a| a.tag()).as_deref(),
             Some("uas1"),
             "the To tag of the 180"
         );
@@ -552,7 +552,7 @@ mod tests {
         layer.on_request(request("CANCEL", t, BRANCH, ""), peer(t), 100, &mut out);
         let ok = sent_response(&out[0]);
         assert_eq!((ok.status, out.len()), (200, 1), "{out:?}");
-        assert_eq!(ok.to_addr().and_then(|a| a.tag()).as_deref(), Some("uas2"));
+        assert_eq!(ok.header_to().and_then(|a| a.tag()).as_deref(), Some("uas2"));
         assert_eq!(layer.len(), 1, "the CANCEL's transaction ended at once (TCP)");
     }
 
@@ -570,7 +570,7 @@ mod tests {
         layer.on_request(request("CANCEL", t, "z9hG4bKother", ""), peer(t), 0, &mut out);
         let resp = sent_response(&out[0]);
         assert_eq!(resp.status, 481);
-        assert!(resp.to_addr().and_then(|a| a.tag()).is_some());
+        assert!(resp.header_to().and_then(|a| a.tag()).is_some());
         out.clear();
         layer.on_request(request("CANCEL", t, "z9hG4bKother", ""), peer(t), 500, &mut out);
         assert_eq!(statuses(&out), [481], "retransmissions get the same answer");

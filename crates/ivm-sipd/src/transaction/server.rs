@@ -118,7 +118,7 @@ impl InviteServer {
         }
         let data = Bytes::from(resp.to_bytes());
         ctx.send(self.core.peer, data.clone());
-        if let Some(tag) = resp.to_addr().and_then(|a| a.tag()) {
+        if let Some(tag) = resp.header_to().and_then(|a| a.tag()) {
             self.to_tag = Some(tag);
         }
         match (self.state, status) {
@@ -242,7 +242,7 @@ mod tests {
         let trying = sent_response(&out[0]);
         assert_eq!(trying.status, 100);
         assert!(
-            trying.to_addr().and_then(|a| a.tag()).is_none(),
+            trying.header_to().and_then(|a| a.tag()).is_none(),
             "100 Trying carries no To tag"
         );
         let Action::Request { key, request, source } = &out[1] else {

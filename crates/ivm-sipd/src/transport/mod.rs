@@ -26,16 +26,28 @@ pub struct Inbound {
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
     #[error("cannot listen on {addr} ({proto}): port {port} is already in use")]
-    InUse { addr: SocketAddr, port: u16, proto: &'static str },
+    InUse {
+        addr: SocketAddr,
+        port: u16,
+        proto: &'static str,
+    },
     #[error("cannot listen on {addr} ({proto}): {source}")]
-    Other { addr: SocketAddr, proto: &'static str, source: std::io::Error },
+    Other {
+        addr: SocketAddr,
+        proto: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// Binds UDP and TCP on the same address (port 0 picks one free port for both).
 pub async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), BindError> {
     let err = |proto, source: std::io::Error, addr: SocketAddr| {
         if source.kind() == std::io::ErrorKind::AddrInUse {
-            BindError::InUse { addr, port: addr.port(), proto }
+            BindError::InUse {
+                addr,
+                port: addr.port(),
+                proto,
+            }
         } else {
             BindError::Other { addr, proto, source }
         }
@@ -66,7 +78,9 @@ impl Transmitter {
 /// source address, and fills in an empty `rport`. Only the first via-parm of the first Via
 /// header is rewritten; the rest is kept as received.
 pub fn stamp_received(req: &mut Request, source: Peer) {
-    let Some(first) = req.headers.get_mut(&HeaderName::Via) else { return };
+    let Some(first) = req.headers.get_mut(&HeaderName::Via) else {
+        return;
+    };
     let parts = split_list(first);
     let Some(top) = parts.first() else { return };
     let Ok(mut via) = Via::parse(top) else { return };
@@ -101,7 +115,12 @@ pub fn stateless_error(e: &ParseError) -> Option<Vec<u8>> {
             (400, format!("Bad Request ({clean})"))
         }
     };
-    let resp = crate::sip::Response { status, reason: Bytes::from(reason), headers: (**headers).clone(), body: Bytes::new() };
+    let resp = crate::sip::Response {
+        status,
+        reason: Bytes::from(reason),
+        headers: (**headers).clone(),
+        body: Bytes::new(),
+    };
     Some(resp.to_bytes())
 }
 
@@ -155,8 +174,15 @@ pub fn response_target(top_via: &Via, source: Peer) -> Peer {
         .or_else(|| top_via.host.ip())
         .unwrap_or(source.addr.ip());
     // A sent-by host name we would have to resolve: the source address is where it is.
-    let ip = if top_via.host.ip().is_none() && top_via.received().is_none() { source.addr.ip() } else { ip };
-    Peer { transport: source.transport, addr: SocketAddr::new(ip, top_via.port.unwrap_or(5060)) }
+    let ip = if top_via.host.ip().is_none() && top_via.received().is_none() {
+        source.addr.ip()
+    } else {
+        ip
+    };
+    Peer {
+        transport: source.transport,
+        addr: SocketAddr::new(ip, top_via.port.unwrap_or(5060)),
+    }
 }
 
 #[cfg(test)]
@@ -169,14 +195,36 @@ mod tests {
 
     #[test]
     fn responses_follow_rport_received_and_sent_by() {
-        let src = Peer { transport: TransportKind::Udp, addr: "192.0.2.9:40000".parse().unwrap_or_else(|_| unreachable!()) };
-        assert_eq!(response_target(&via("SIP/2.0/UDP 10.0.0.1:5062;rport;branch=z9hG4bKa"), src).addr, src.addr);
+        let src = Peer {
+            transport: TransportKind::Udp,
+            addr: "192.0.2.9:40000".parse().unwrap_or_else(|_| unreachable!()),
+        };
         assert_eq!(
-            response_target(&via("SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bKa;received=192.0.2.9"), src).addr.to_string(),
+            response_target(&via("SIP/2.0/UDP 10.0.0.1:5062;rport;branch=z9hG4bKa"), src).addr,
+            src.addr
+        );
+        assert_eq!(
+            response_target(
+                &via("SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bKa;received=192.0.2.9"),
+                src
+            )
+            .addr
+            .to_string(),
             "192.0.2.9:5062"
         );
-        assert_eq!(response_target(&via("SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKa"), src).addr.to_string(), "192.0.2.9:5060");
-        let tcp = Peer { transport: TransportKind::Tcp, ..src };
-        assert_eq!(response_target(&via("SIP/2.0/TCP 10.0.0.1:5062;branch=z9hG4bKa"), tcp), tcp);
+        assert_eq!(
+            response_target(&via("SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKa"), src)
+                .addr
+                .to_string(),
+            "192.0.2.9:5060"
+        );
+        let tcp = Peer {
+            transport: TransportKind::Tcp,
+            ..src
+        };
+        assert_eq!(
+            response_target(&via("SIP/2.0/TCP 10.0.0.1:5062;branch=z9hG4bKa"), tcp),
+            tcp
+        );
     }
 }

@@ -32,7 +32,14 @@ struct Inner {
 
 impl TcpConnections {
     pub fn new(inbound: mpsc::Sender<Inbound>, max_message_bytes: usize, idle: Duration) -> Self {
-        TcpConnections { inner: Arc::new(Inner { conns: Mutex::new(HashMap::new()), inbound, max_message_bytes, idle }) }
+        TcpConnections {
+            inner: Arc::new(Inner {
+                conns: Mutex::new(HashMap::new()),
+                inbound,
+                max_message_bytes,
+                idle,
+            }),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>> {
@@ -50,10 +57,10 @@ impl TcpConnections {
     /// Sends over the connection to `to`, opening one when there is none.
     pub fn send(&self, to: SocketAddr, data: Bytes) {
         let existing = self.lock().get(&to).cloned();
-        if let Some(tx) = existing {
-            if tx.send(data.clone()).is_ok() {
-                return;
-            }
+        if let Some(tx) = existing
+            && tx.send(data.clone()).is_ok()
+        {
+            return;
         }
         let this = self.clone();
         tokio::spawn(async move {
@@ -110,8 +117,16 @@ impl TcpConnections {
         tx
     }
 
-    async fn read_loop(&self, reader: &mut tokio::net::tcp::OwnedReadHalf, remote: SocketAddr, tx: &mpsc::UnboundedSender<Bytes>) {
-        let source = Peer { transport: TransportKind::Tcp, addr: remote };
+    async fn read_loop(
+        &self,
+        reader: &mut tokio::net::tcp::OwnedReadHalf,
+        remote: SocketAddr,
+        tx: &mpsc::UnboundedSender<Bytes>,
+    ) {
+        let source = Peer {
+            transport: TransportKind::Tcp,
+            addr: remote,
+        };
         let mut framer = StreamFramer::new(self.inner.max_message_bytes);
         let mut buf = vec![0u8; 16384];
         loop {
@@ -129,7 +144,7 @@ impl TcpConnections {
             };
             framer.push(&buf[..n]);
             loop {
-                match framer.next() {
+                match framer.next_item() {
                     Ok(None) => break,
                     Ok(Some(Framed::Ping)) => {
                         let _ = tx.send(Bytes::from_static(b"\r\n"));

@@ -9,12 +9,16 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::{Inbound, Peer, TransportKind, stateless_error, stamp_received};
+use super::{Inbound, Peer, TransportKind, stamp_received, stateless_error};
 use crate::sip::{Framing, Message, parse_message};
 
 /// Binds the UDP socket with large kernel buffers (a burst of REGISTERs must not be dropped).
 pub fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
     let sock = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     // Best effort: the kernel caps these at net.core.{r,w}mem_max.
     let _ = sock.set_recv_buffer_size(8 << 20);
@@ -49,7 +53,10 @@ pub async fn receive_loop(sock: Arc<UdpSocket>, max_message_bytes: usize, inboun
                 continue;
             }
         };
-        let source = Peer { transport: TransportKind::Udp, addr: src };
+        let source = Peer {
+            transport: TransportKind::Udp,
+            addr: src,
+        };
         if n > max_message_bytes {
             tracing::info!(%source, bytes = n, "udp: datagram over the size limit dropped");
             continue;
