@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let mut framer = StreamFramer::new(65536);
     for chunk in data.chunks(7) {
         framer.push(chunk);
-        while let Ok(Some(item)) = framer.next() {
+        while let Ok(Some(item)) = framer.next_item() {
             if let Framed::Message(m) = item {
                 if let Ok(msg) = parse_message(m, Framing::Stream) {
                     exercise(&msg);

@@ -94,28 +94,20 @@ pub fn parse_message(data: Bytes, framing: Framing) -> Result<Message, ParseErro
     };
     let mut lines = split_lines(&data, head_end);
     let (s, e) = lines.next().ok_or_else(|| ParseError::malformed("empty message"))?;
-    let start = parse_start_line(&data[s..e])?;
+    let start = parse_start_line(&data[s..e]);
     let headers = parse_header_lines(&data, lines)?;
+    let start = match start {
+        Ok(start) => start,
+        // A request line that does not parse still gets its 400 when the headers allow one.
+        Err(mut err) if !data[s..e].starts_with(b"SIP/") => {
+            err.answerable = answer_headers(&headers);
+            return Err(err);
+        }
+        Err(err) => return Err(err),
+    };
 
     let is_request = matches!(start, StartLine::Request { .. });
-    let answerable = || {
-        if !is_request || !headers.contains(&HeaderName::Via) || !headers.contains(&HeaderName::CSeq) {
-            return None;
-        }
-        let mut h = Headers::new();
-        for name in [
-            HeaderName::Via,
-            HeaderName::From,
-            HeaderName::To,
-            HeaderName::CallId,
-            HeaderName::CSeq,
-        ] {
-            for v in headers.get_all(&name) {
-                h.push(name.clone(), v.clone());
-            }
-        }
-        Some(Box::new(h))
-    };
+    let answerable = || if is_request { answer_headers(&headers) } else { None };
     let fail = |kind: ErrorKind, reason: String| ParseError {
         kind,
         reason,
@@ -155,6 +147,27 @@ pub fn parse_message(data: Bytes, framing: Framing) -> Result<Message, ParseErro
             body,
         }),
     })
+}
+
+/// The headers a stateless answer copies (Via, From, To, Call-ID, CSeq), when there is a Via
+/// and a CSeq to answer to.
+fn answer_headers(headers: &Headers) -> Option<Box<Headers>> {
+    if !headers.contains(&HeaderName::Via) || !headers.contains(&HeaderName::CSeq) {
+        return None;
+    }
+    let mut h = Headers::new();
+    for name in [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+    ] {
+        for v in headers.get_all(&name) {
+            h.push(name.clone(), v.clone());
+        }
+    }
+    Some(Box::new(h))
 }
 
 /// Yields (start, end) of each line before `end`, without its CR/LF.

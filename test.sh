@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Build ivm-sipd and run every test of the workspace, end-to-end tests included.
+#
+#   ./test.sh                      # all tests
+#   ./test.sh -p ivm-e2e           # extra arguments go to `cargo test`
+#   ./test.sh -- --nocapture       # e.g. to see the RFC 4475 result table
+#
+# On a fresh Debian/Ubuntu machine it first installs what the tests need and
+# is missing: SIPp (package sip-tester) and a C compiler (bundled SQLite).
+# A Rust toolchain (cargo) is a prerequisite.
+# Environment: IVM_SIPD_BIN (server binary to test), CARGO_TARGET_DIR,
+# SIPP (sipp binary), RUST_LOG (server log level in the tests).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "test.sh: need root (or sudo) to run: $*" >&2
+        exit 1
+    fi
+}
+
+packages=()
+command -v sipp >/dev/null 2>&1 || packages+=(sip-tester)
+command -v cc >/dev/null 2>&1 || packages+=(build-essential)
+if [ "${#packages[@]}" -gt 0 ]; then
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "test.sh: missing ${packages[*]} and no apt-get to install them" >&2
+        exit 1
+    fi
+    echo "test.sh: installing ${packages[*]}" >&2
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        echo "test.sh: no cargo found: install a Rust toolchain (rustup) first" >&2
+        exit 1
+    fi
+fi
+
+cargo build --release -p ivm-sipd --bins
+cargo test --release --workspace "$@"

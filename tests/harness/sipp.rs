@@ -1,0 +1,315 @@
+//! Running SIPp scenarios against the server.
+//!
+//! Every run gets its own temp directory (injection CSV, error log, message
+//! trace, statistics), free local ports (`-p` signalling, `-mp` media,
+//! `-cp` control: SIPp binds all three, and a busy port fails every call),
+//! `-m` calls, `-timeout 20s -timeout_error` (without `-timeout_error` SIPp
+//! waits for hung calls forever) and a hard process time limit on top.
+//! SIPp exits with 0 when every call succeeded, 1 when some failed, 97/99
+//! on internal exit, 255 (-1) on fatal errors and timeouts.
+
+use std::collections::HashMap;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tempfile::TempDir;
+
+use crate::paths;
+use crate::ports::{free_port, free_udp_port_block};
+use crate::process::{self, Finished};
+
+/// SIPp's own global timeout (`-timeout`).
+pub const SIPP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The `sipp` executable: `$SIPP`, else `sipp` on `$PATH`; an error that
+/// says how to install it otherwise (the SIPp tests must fail, not skip).
+pub fn sipp_binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("SIPP").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    process::which("sipp").context(
+        "`sipp` is not on PATH: the SIPp end-to-end tests need it. Install it with \
+         `sudo apt-get install -y sip-tester` (./test.sh does this), or set SIPP=/path/to/sipp",
+    )
+}
+
+/// A SIPp run to make. Build with [`Sipp::new`], then [`Sipp::run`].
+#[derive(Clone, Debug)]
+pub struct Sipp {
+    scenario: PathBuf,
+    users: Vec<(String, String)>,
+    calls: u32,
+    rate: Option<u32>,
+    tcp: bool,
+    trace_msg: bool,
+    args: Vec<String>,
+    limit: Duration,
+}
+
+/// What a SIPp run produced.
+#[derive(Debug)]
+pub struct SippOutcome {
+    pub scenario: String,
+    /// SIPp's exit code; `None` if it was killed on the hard time limit.
+    pub exit_code: Option<i32>,
+    pub command: String,
+    pub stdout: String,
+    pub stderr: String,
+    /// `-trace_err` log: unexpected messages, failed checks, timeouts.
+    pub errors: String,
+    /// `-trace_msg` log (every message sent and received), if enabled.
+    pub messages: String,
+    /// Last line of the `-trace_stat` statistics file, by column name.
+    pub stats: HashMap<String, String>,
+    /// The run's directory, kept while the outcome lives.
+    pub workdir: TempDir,
+}
+
+impl Sipp {
+    /// A run of `scenario`: a file name in `sipp-scenarios/` or a path.
+    /// Defaults: 1 call, UDP, message trace on.
+    pub fn new(scenario: &str) -> Sipp {
+        let direct = PathBuf::from(scenario);
+        let scenario = if direct.components().count() > 1 || direct.is_absolute() {
+            direct
+        } else {
+            paths::scenario_dir().join(scenario)
+        };
+        Sipp {
+            scenario,
+            users: Vec::new(),
+            calls: 1,
+            rate: None,
+            tcp: false,
+            trace_msg: true,
+            args: Vec::new(),
+            limit: SIPP_TIMEOUT + Duration::from_secs(20),
+        }
+    }
+
+    /// Injection file rows `NUMBER;PASSWORD` (`[field0]`, `[field1]`),
+    /// used in order (SEQUENTIAL).
+    pub fn users(mut self, users: &[(&str, &str)]) -> Sipp {
+        self.users = users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect();
+        self
+    }
+
+    /// Number of calls (`-m`).
+    pub fn calls(mut self, n: u32) -> Sipp {
+        self.calls = n;
+        self
+    }
+
+    /// Call rate per second (`-r`).
+    pub fn rate(mut self, per_second: u32) -> Sipp {
+        self.rate = Some(per_second);
+        self
+    }
+
+    /// TCP, one connection (`-t t1`).
+    pub fn tcp(mut self) -> Sipp {
+        self.tcp = true;
+        self
+    }
+
+    /// Whether to log every message (`-trace_msg`); on by default.
+    pub fn trace_messages(mut self, on: bool) -> Sipp {
+        self.trace_msg = on;
+        self
+    }
+
+    /// Extra SIPp arguments.
+    pub fn arg(mut self, arg: &str) -> Sipp {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Sipp {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Runs it against `target` and waits (bounded) for SIPp to exit.
+    pub fn run(&self, target: SocketAddr) -> anyhow::Result<SippOutcome> {
+        let bin = sipp_binary()?;
+        if !self.scenario.is_file() {
+            bail!("SIPp scenario {} does not exist", self.scenario.display());
+        }
+        let workdir = tempfile::Builder::new().prefix("ivm-e2e-sipp-").tempdir()?;
+        let dir = workdir.path();
+        let errors = dir.join("errors.log");
+        let messages = dir.join("messages.log");
+        let stats = dir.join("stats.csv");
+        let mut cmd = Command::new(&bin);
+        cmd.current_dir(dir)
+            .arg(target.to_string())
+            .arg("-sf")
+            .arg(&self.scenario)
+            .args(["-i", "127.0.0.1"])
+            .args(["-p", &free_port().to_string()])
+            .args(["-mp", &free_udp_port_block(4).to_string()])
+            .args(["-cp", &free_port().to_string()])
+            .args(["-m", &self.calls.to_string()])
+            .args(["-timeout", &format!("{}s", SIPP_TIMEOUT.as_secs()), "-timeout_error"])
+            .arg("-nostdin")
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(&errors)
+            .arg("-trace_stat")
+            .arg("-stf")
+            .arg(&stats);
+        if self.trace_msg {
+            cmd.arg("-trace_msg").arg("-message_file").arg(&messages);
+        }
+        if !self.users.is_empty() {
+            let csv = dir.join("users.csv");
+            let mut text = String::from("SEQUENTIAL\n");
+            for (u, p) in &self.users {
+                text.push_str(&format!("{u};{p}\n"));
+            }
+            fs::write(&csv, text)?;
+            cmd.arg("-inf").arg(&csv);
+        }
+        if self.tcp {
+            cmd.args(["-t", "t1"]);
+        }
+        if let Some(r) = self.rate {
+            cmd.args(["-r", &r.to_string()]);
+        }
+        cmd.args(&self.args);
+        let command = format!("{cmd:?}");
+        let Finished {
+            status, stdout, stderr, ..
+        } = process::run_bounded(&mut cmd, self.limit)?;
+        let read = |p: &PathBuf| {
+            fs::read(p)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        };
+        Ok(SippOutcome {
+            scenario: self
+                .scenario
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            exit_code: status.and_then(|s| s.code()),
+            command,
+            stdout,
+            stderr,
+            errors: read(&errors),
+            messages: read(&messages),
+            stats: parse_stats(&read(&stats)),
+            workdir,
+        })
+    }
+}
+
+/// Runs `scenario` once against `target` with extra SIPp `args` (e.g.
+/// `["-t", "t1"]`), no injection file.
+pub fn sipp(target: SocketAddr, scenario: &str, args: &[&str]) -> anyhow::Result<SippOutcome> {
+    Sipp::new(scenario).args(args).run(target)
+}
+
+/// The last data row of a SIPp `-trace_stat` CSV, keyed by column name.
+pub fn parse_stats(csv: &str) -> HashMap<String, String> {
+    let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
+    let Some(header) = lines.next() else {
+        return HashMap::new();
+    };
+    let Some(last) = lines.next_back() else {
+        return HashMap::new();
+    };
+    header
+        .split(';')
+        .map(str::to_string)
+        .zip(last.split(';').map(str::to_string))
+        .filter(|(k, _)| !k.is_empty())
+        .collect()
+}
+
+impl SippOutcome {
+    /// True when SIPp exited with 0 (every call succeeded).
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+
+    /// A cumulative counter from the statistics file, e.g. "SuccessfulCall".
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        self.stats
+            .get(&format!("{name}(C)"))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Everything useful to understand a failed run.
+    pub fn report(&self) -> String {
+        let mut s = format!(
+            "SIPp {} exited with {:?} (0 = all calls succeeded; None = killed on time limit)\ncommand: {}\n",
+            self.scenario, self.exit_code, self.command
+        );
+        for c in [
+            "SuccessfulCall",
+            "FailedCall",
+            "Retransmissions",
+            "FailedUnexpectedMessage",
+            "FailedTimeoutOnRecv",
+            "FailedRegexpDoesntMatch",
+            "FailedRegexpShouldntMatch",
+            "FailedRegexpHdrNotFound",
+        ] {
+            if let Some(v) = self.counter(c) {
+                s.push_str(&format!("  {c}: {v}\n"));
+            }
+        }
+        if !self.errors.trim().is_empty() {
+            s.push_str(&format!("---- SIPp error log ----\n{}\n", tail(&self.errors, 120)));
+        }
+        if !self.stderr.trim().is_empty() {
+            s.push_str(&format!("---- SIPp stderr ----\n{}\n", tail(&self.stderr, 40)));
+        }
+        if !self.messages.trim().is_empty() {
+            s.push_str(&format!(
+                "---- SIPp message trace (last lines) ----\n{}\n",
+                tail(&self.messages, 150)
+            ));
+        } else if !self.stdout.trim().is_empty() {
+            s.push_str(&format!("---- SIPp screen ----\n{}\n", tail(&self.stdout, 60)));
+        }
+        s
+    }
+
+    /// Panics with [`SippOutcome::report`] unless every call succeeded.
+    pub fn assert_success(&self) {
+        assert!(self.success(), "{}", self.report());
+    }
+
+    /// Panics unless SIPp ran and some call failed (exit code 1): for
+    /// scenarios that are expected NOT to complete.
+    pub fn assert_calls_failed(&self) {
+        assert_eq!(
+            self.exit_code,
+            Some(1),
+            "expected SIPp to report failed calls (exit 1)\n{}",
+            self.report()
+        );
+    }
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let all: Vec<&str> = s.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stats_take_the_last_row() {
+        let csv = "StartTime;SuccessfulCall(C);FailedCall(C);\nx;1;0;\ny;20;2;\n";
+        let s = super::parse_stats(csv);
+        assert_eq!(s["SuccessfulCall(C)"], "20");
+        assert_eq!(s["FailedCall(C)"], "2");
+    }
+}
