@@ -171,6 +171,22 @@ impl Headers {
         self.0.iter_mut().find(|h| &h.name == name).map(|h| &mut h.value)
     }
 
+    /// The fields a response copies from its request (RFC 3261 §8.2.6.2): every Via, From,
+    /// To, Call-ID and CSeq, in that order.
+    pub fn response_copy(&self) -> Headers {
+        let mut out = Headers::new();
+        for name in [
+            HeaderName::Via,
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+        ] {
+            out.0.extend(self.0.iter().filter(|h| h.name == name).cloned());
+        }
+        out
+    }
+
     /// Writes `Name: value\r\n` for every field.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         for h in &self.0 {

@@ -237,23 +237,15 @@ impl Request {
     /// A response to this request: Via, From, To, Call-ID and CSeq copied; a To tag added to
     /// anything but 100 when the request had none (`to_tag` lets a transaction reuse one).
     pub fn response(&self, status: u16, reason: Option<&str>, to_tag: &str) -> Response {
-        let mut headers = Headers::new();
-        for name in [
-            HeaderName::Via,
-            HeaderName::From,
-            HeaderName::To,
-            HeaderName::CallId,
-            HeaderName::CSeq,
-        ] {
-            for v in self.headers.get_all(&name) {
-                if name == HeaderName::To && status > 100 && !to_tag.is_empty() && !has_tag(v) {
-                    let mut with_tag = v.to_vec();
-                    with_tag.extend_from_slice(format!(";tag={to_tag}").as_bytes());
-                    headers.push(name.clone(), with_tag);
-                } else {
-                    headers.push(name.clone(), v.clone());
-                }
-            }
+        let mut headers = self.headers.response_copy();
+        if status > 100
+            && !to_tag.is_empty()
+            && let Some(to) = headers.get_mut(&HeaderName::To)
+            && !has_tag(to)
+        {
+            let mut with_tag = to.to_vec();
+            with_tag.extend_from_slice(format!(";tag={to_tag}").as_bytes());
+            *to = Bytes::from(with_tag);
         }
         Response {
             status,

@@ -155,19 +155,7 @@ fn answer_headers(headers: &Headers) -> Option<Box<Headers>> {
     if !headers.contains(&HeaderName::Via) || !headers.contains(&HeaderName::CSeq) {
         return None;
     }
-    let mut h = Headers::new();
-    for name in [
-        HeaderName::Via,
-        HeaderName::From,
-        HeaderName::To,
-        HeaderName::CallId,
-        HeaderName::CSeq,
-    ] {
-        for v in headers.get_all(&name) {
-            h.push(name.clone(), v.clone());
-        }
-    }
-    Some(Box::new(h))
+    Some(Box::new(headers.response_copy()))
 }
 
 /// Yields (start, end) of each line before `end`, without its CR/LF.
