@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::registrar::Registrar;
+use crate::registrar::auth::DigestAuth;
 use crate::sip::{Message, Request, Response, SipHeaders};
 use crate::store::writer::StoreHandle;
 use crate::transaction::{Action, Timers, TransactionLayer, TsxKey};
@@ -24,7 +25,8 @@ const TICK: Duration = Duration::from_millis(10);
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = StoreHandle::start(&config.storage.data_dir).context("opening the store")?;
-    let registrar = Registrar::start(config.registrar.clone(), config.sip.realm.clone(), store.clone())
+    let auth = Arc::new(DigestAuth::new(&config.registrar, config.sip.realm.clone(), store.clone()));
+    let registrar = Registrar::start(config.registrar.clone(), auth.clone(), store.clone())
         .await
         .context("starting the registrar")?;
     let core = Arc::new(UasCore::new(Arc::new(registrar)));

@@ -3,6 +3,7 @@
 //! and the bindings kept in the location service and the store. A wrong password and an
 //! unknown user get the same answer, computed the same way.
 
+pub mod auth;
 pub mod digest;
 pub mod location;
 
@@ -12,122 +13,30 @@ use crate::config::RegistrarConfig;
 use crate::sip::message::random_token;
 use crate::sip::{Contact, HeaderName, Request, Response, SipHeaders, Uri};
 use crate::store::registrations::{self, BindingChange};
-use crate::store::subscribers::{self, DigestSecrets};
 use crate::store::writer::StoreHandle;
 use crate::store::{StoreError, unix_now};
 use crate::transport::Peer;
-use digest::{Algorithm, DigestInput, NonceIssuer, NonceState};
+use auth::{AuthOutcome, DigestAuth};
 use location::{ContactUpdate, LocationService, RegisterOp};
 
 /// The registrar service.
 pub struct Registrar {
     config: RegistrarConfig,
-    realm: String,
-    nonces: NonceIssuer,
+    auth: Arc<DigestAuth>,
     location: Arc<LocationService>,
     store: StoreHandle,
 }
 
-/// Outcome of checking the credentials of a request.
-enum AuthOutcome {
-    Ok,
-    Challenge { stale: bool },
-    Forbidden,
-}
-
 impl Registrar {
     /// Loads the stored registrations and starts serving.
-    pub async fn start(config: RegistrarConfig, realm: String, store: StoreHandle) -> Result<Registrar, StoreError> {
+    pub async fn start(config: RegistrarConfig, auth: Arc<DigestAuth>, store: StoreHandle) -> Result<Registrar, StoreError> {
         let rows = store.run(|conn| registrations::load(conn, unix_now())).await?;
         tracing::info!(bindings = rows.len(), "registrar: registrations loaded from the store");
-        let mut key = [0u8; 32];
-        rand::fill(&mut key);
-        Ok(Registrar {
-            nonces: NonceIssuer::new(key, config.nonce_ttl_secs),
-            config,
-            realm,
-            location: Arc::new(LocationService::from_rows(rows)),
-            store,
-        })
+        Ok(Registrar { config, auth, location: Arc::new(LocationService::from_rows(rows)), store })
     }
 
     pub fn location(&self) -> &Arc<LocationService> {
         &self.location
-    }
-
-    fn challenge(&self, req: &Request, stale: bool) -> Response {
-        let mut resp = req.response(401, None, &random_token(8));
-        let nonce = self.nonces.issue(unix_now() as u64);
-        for alg in &self.config.auth_algorithms {
-            resp.headers.push(
-                HeaderName::WwwAuthenticate,
-                digest::challenge(*alg, &self.realm, &nonce, stale),
-            );
-        }
-        resp
-    }
-
-    /// Checks the request's Digest credentials for `user`.
-    async fn authenticate(&self, req: &Request, user: &str) -> Result<AuthOutcome, StoreError> {
-        let creds = req
-            .auth(&HeaderName::Authorization)
-            .into_iter()
-            .find(|a| a.scheme.eq_ignore_ascii_case("Digest") && a.get("realm") == Some(self.realm.as_str()));
-        let Some(creds) = creds else {
-            return Ok(AuthOutcome::Challenge { stale: false });
-        };
-        let (Some(username), Some(nonce), Some(uri), Some(response)) = (
-            creds.get("username"),
-            creds.get("nonce"),
-            creds.get("uri"),
-            creds.get("response"),
-        ) else {
-            return Ok(AuthOutcome::Challenge { stale: false });
-        };
-        let Some(alg) =
-            Algorithm::from_param(creds.get("algorithm")).filter(|a| self.config.auth_algorithms.contains(a))
-        else {
-            return Ok(AuthOutcome::Challenge { stale: false });
-        };
-        let nonce_state = self.nonces.check(nonce, unix_now() as u64);
-        if nonce_state == NonceState::Invalid {
-            return Ok(AuthOutcome::Challenge { stale: false });
-        }
-        let qop = match creds.get("qop") {
-            None => None,
-            Some(q) if q.eq_ignore_ascii_case("auth") => match (creds.get("nc"), creds.get("cnonce")) {
-                (Some(nc), Some(cnonce)) => Some((q, nc, cnonce)),
-                _ => return Ok(AuthOutcome::Forbidden),
-            },
-            Some(_) => return Ok(AuthOutcome::Challenge { stale: false }),
-        };
-        let lookup = username.to_owned();
-        let secrets = self
-            .store
-            .run(move |conn| subscribers::digest_secrets(conn, &lookup))
-            .await?;
-        // An unknown user is checked against a secret nobody has, so the work and the answer
-        // are the same as for a wrong password.
-        let secrets = secrets
-            .filter(|s| s.realm == self.realm)
-            .unwrap_or_else(|| DigestSecrets {
-                realm: self.realm.clone(),
-                ha1_md5: random_token(16),
-                ha1_sha256: random_token(32),
-            });
-        let input = DigestInput {
-            method: req.method.as_str(),
-            uri,
-            nonce,
-            qop,
-        };
-        let expected = digest::expected_response(alg, secrets.ha1(alg), &input);
-        let matches = digest::constant_time_eq(expected.as_bytes(), response.to_ascii_lowercase().as_bytes());
-        Ok(match (matches && username == user, nonce_state) {
-            (false, _) => AuthOutcome::Forbidden,
-            (true, NonceState::Stale) => AuthOutcome::Challenge { stale: true },
-            (true, _) => AuthOutcome::Ok,
-        })
     }
 
     /// Answers a REGISTER.
@@ -147,9 +56,9 @@ impl Registrar {
             return bad("Bad Request (address-of-record user is not UTF-8)");
         };
 
-        match self.authenticate(req, &user).await {
-            Ok(AuthOutcome::Ok) => {}
-            Ok(AuthOutcome::Challenge { stale }) => return self.challenge(req, stale),
+        match self.auth.check(req, Some(&user)).await {
+            Ok(AuthOutcome::Ok(_)) => {}
+            Ok(AuthOutcome::Challenge { stale }) => return self.auth.challenge(req, stale),
             Ok(AuthOutcome::Forbidden) => return req.response(403, None, &tag),
             Err(e) => {
                 tracing::error!(error = %e, "registrar: store unavailable");
