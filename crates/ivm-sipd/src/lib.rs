@@ -3,10 +3,14 @@
 
 pub mod cli;
 pub mod config;
+pub mod dial_plan;
+pub mod dialog;
 pub mod registrar;
 pub mod server;
 pub mod sip;
+pub mod sip_core;
 pub mod store;
 pub mod transaction;
 pub mod transport;
+pub mod trunk;
 pub mod uas_core;

@@ -5,9 +5,12 @@
 
 use std::sync::Arc;
 
+use crate::dialog::{DialogEvent, DialogId, DialogTable};
 use crate::registrar::Registrar;
 use crate::sip::message::random_token;
 use crate::sip::{HeaderName, Method, Request, Response, SipHeaders, Uri};
+use crate::sip_core::{Dispatcher, SipCore};
+use crate::transaction::TsxKey;
 use crate::transport::Peer;
 
 /// Methods this server implements.
@@ -19,19 +22,22 @@ pub const ACCEPT: &str = "application/sdp";
 
 /// The services behind the UAS core.
 pub struct UasCore {
+    core: SipCore,
     registrar: Arc<Registrar>,
+    dialogs: DialogTable,
 }
 
 impl UasCore {
-    pub fn new(registrar: Arc<Registrar>) -> Self {
-        UasCore { registrar }
+    pub fn new(core: SipCore, registrar: Arc<Registrar>, dialogs: DialogTable) -> Self {
+        UasCore {
+            core,
+            registrar,
+            dialogs,
+        }
     }
 
-    /// Answers one request (never ACK or CANCEL: the transaction layer owns those).
-    pub async fn handle(&self, req: &Request, source: Peer) -> Response {
-        if let Some(resp) = self.inspect(req) {
-            return resp;
-        }
+    /// Answers one out-of-dialog request that is not an INVITE.
+    async fn answer(&self, req: &Request, source: Peer) -> Response {
         match req.method {
             Method::Register => self.registrar.handle(req, source).await,
             Method::Options => {
@@ -44,7 +50,7 @@ impl UasCore {
             }
             // Calls arrive with the dial plan (a later layer); until then nothing is routable.
             Method::Invite => req.response(404, Some("Not Found (no route for this number)"), &random_token(8)),
-            // No dialogs exist yet, so a BYE matches none.
+            // Not inside any dialog we know.
             _ => req.response(481, None, &random_token(8)),
         }
     }
@@ -118,4 +124,72 @@ impl UasCore {
         }
         None
     }
+}
+
+impl Dispatcher for Arc<UasCore> {
+    fn request(&self, key: TsxKey, request: Request, source: Peer) {
+        // Inside a dialog: the call that owns it answers.
+        if request.header_to().is_some_and(|t| t.tag().is_some())
+            && let Some(id) = DialogId::of_request(&request)
+        {
+            match self.dialogs.deliver(
+                &id,
+                DialogEvent::Request {
+                    key: key.clone(),
+                    request,
+                    source,
+                },
+            ) {
+                Ok(()) => return,
+                Err(DialogEvent::Request { request, .. }) => {
+                    let resp = match self.inspect(&request) {
+                        Some(resp) => resp,
+                        None if matches!(request.method, Method::Options) => {
+                            return self.clone().spawn_answer(key, request, source);
+                        }
+                        None => request.response(481, None, &random_token(8)),
+                    };
+                    log_transaction(&request, &resp, source);
+                    self.core.respond(key, resp);
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+        self.clone().spawn_answer(key, request, source);
+    }
+
+    fn ack(&self, request: Request, _source: Peer) {
+        if let Some(id) = DialogId::of_request(&request) {
+            let _ = self.dialogs.deliver(&id, DialogEvent::Ack(request));
+        }
+    }
+
+    fn cancelled(&self, invite: TsxKey) {
+        self.dialogs.cancel_invite(&invite);
+    }
+}
+
+impl UasCore {
+    fn spawn_answer(self: Arc<Self>, key: TsxKey, request: Request, source: Peer) {
+        tokio::spawn(async move {
+            let resp = match self.inspect(&request) {
+                Some(resp) => resp,
+                None => self.answer(&request, source).await,
+            };
+            log_transaction(&request, &resp, source);
+            self.core.respond(key, resp);
+        });
+    }
+}
+
+/// One info line per answered transaction.
+pub fn log_transaction(req: &Request, resp: &Response, source: Peer) {
+    tracing::info!(
+        method = %req.method,
+        status = resp.status,
+        from = %source,
+        call_id = %String::from_utf8_lossy(req.call_id().unwrap_or_default()),
+        "{} {}", req.method, resp.status
+    );
 }
