@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::PortRange;
+use crate::trunk::TrunkTransport;
+
 #[derive(Debug, Parser)]
 #[command(name = "ivm-sipd", version, about = "IVM instant voice messaging SIP server")]
 pub struct Cli {
@@ -26,6 +29,10 @@ pub enum Command {
     /// Manage subscribers.
     #[command(subcommand)]
     Subscriber(SubscriberCommand),
+    /// Manage trunks (SIP peers for external numbers); changes apply to a running server
+    /// within about a second.
+    #[command(subcommand)]
+    Trunk(TrunkCommand),
 }
 
 #[derive(Debug, Args)]
@@ -33,6 +40,12 @@ pub struct RunArgs {
     /// UDP and TCP listen address (overrides sip.listen).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Dial plan file (overrides calls.dialplan; default: the embedded dialplans/default.toml).
+    #[arg(long, value_name = "FILE")]
+    pub dialplan: Option<PathBuf>,
+    /// RTP port range, e.g. 20000-29999 (overrides media.rtp_ports).
+    #[arg(long, value_name = "A-B")]
+    pub rtp_ports: Option<PortRange>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,4 +73,32 @@ pub enum SubscriberCommand {
     Remove { number: String },
     /// Import subscribers from CSV (header: number,password,name,msisdn,pin).
     Import { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrunkCommand {
+    /// Add a trunk.
+    Add {
+        /// Letters, digits and . _ -
+        name: String,
+        /// IP:PORT, [IPv6]:PORT or host:port.
+        #[arg(long)]
+        address: String,
+        #[arg(long, value_enum, default_value_t = TrunkTransport::Udp)]
+        transport: TrunkTransport,
+        /// A regular expression the whole dialed number must match (repeatable), e.g. '\+49\d+'.
+        #[arg(long = "route", value_name = "REGEX")]
+        routes: Vec<String>,
+        /// A source network (CIDR or IP address) whose requests are accepted as this trunk (repeatable).
+        #[arg(long = "trusted", value_name = "CIDR")]
+        trusted: Vec<String>,
+    },
+    /// List trunks: those of the config file and the stored ones.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a stored trunk.
+    Remove { name: String },
 }

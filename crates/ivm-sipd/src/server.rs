@@ -7,7 +7,13 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::mpsc;
 
+use crate::b2bua::{CallSettings, Calls};
 use crate::config::Config;
+use crate::dial_plan::DialPlan;
+use crate::trunk::TrunkTable;
+use ivm_media::codec::FRAME_MS;
+use ivm_media::fragment_store::{FragmentStore, FragmentStoreConfig};
+use ivm_media::port_pool::PortPool;
 use crate::dialog::DialogTable;
 use crate::registrar::Registrar;
 use crate::registrar::auth::DigestAuth;
@@ -57,11 +63,61 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let (core, core_loop) = sip_core::core(timers, transmitter, inbound_rx, local);
     let dialogs = DialogTable::default();
-    let uas = Arc::new(UasCore::new(core, Arc::new(registrar), dialogs));
+    let registrar = Arc::new(registrar);
+    let calls = start_calls(&config, core.clone(), dialogs.clone(), auth, registrar.location().clone(), store.clone())
+        .await
+        .context("starting the call layer")?;
+    let uas = Arc::new(UasCore::new(core, registrar, dialogs, calls));
     tracing::info!(udp = %local, tcp = %local, data_dir = %config.storage.data_dir.display(), "ivm-sipd listening");
     core_loop.run(Arc::new(uas), shutdown_signal()).await;
     tracing::info!("ivm-sipd stopping");
     Ok(())
+}
+
+/// Opens the fragment store (recovering its log), closes messages a crash left open, and
+/// builds the call layer.
+async fn start_calls(
+    config: &Config,
+    core: sip_core::SipCore,
+    dialogs: DialogTable,
+    auth: Arc<DigestAuth>,
+    location: Arc<crate::registrar::location::LocationService>,
+    store: StoreHandle,
+) -> anyhow::Result<Arc<Calls>> {
+    let data_dir = &config.storage.data_dir;
+    let mut fcfg = FragmentStoreConfig::new(data_dir.join("fragments"), crate::store::db_path(data_dir));
+    fcfg.commit_interval = Duration::from_millis(config.media.commit_interval_ms);
+    fcfg.frames_per_fragment = config.media.frames_per_fragment;
+    let (fragments, recovery) = FragmentStore::open(fcfg).context("opening the fragment store")?;
+    if recovery.truncated_bytes > 0 {
+        tracing::warn!(bytes = recovery.truncated_bytes, "fragment log: torn tail cut off during recovery");
+    }
+    let frames: std::collections::HashMap<i64, u32> =
+        recovery.messages.iter().map(|m| (m.message_id, m.frames)).collect();
+    let closed = store
+        .run(move |conn| {
+            crate::store::messages::recover(conn, |id| frames.get(&id).copied().unwrap_or(0), i64::from(FRAME_MS))
+        })
+        .await?;
+    if closed > 0 {
+        tracing::warn!(messages = closed, "messages left recording by a crash were closed with their stored audio");
+    }
+    let dial_plan = DialPlan::from_config(&config.calls)?;
+    let trunks = TrunkTable::open(&config.trunks, data_dir)?;
+    let ports = PortPool::new(config.media.rtp_ports.first, config.media.rtp_ports.last)?;
+    let media_ip = config.media.rtp_ip.unwrap_or(config.sip.listen.ip());
+    let settings = CallSettings {
+        ring_timeout: Duration::from_secs(config.calls.ring_timeout_secs),
+        beep_ms: config.calls.beep_ms as u32,
+        max_message: Duration::from_secs(config.calls.max_message_secs),
+        ring_frames: config.media.ring_frames,
+        catch_up_speed: config.media.catch_up_speed,
+        domain: config.sip.realm.clone(),
+        media_ip,
+        t1: Duration::from_millis(config.sip.t1_ms),
+        t2: Duration::from_millis(config.sip.t2_ms),
+    };
+    Ok(Arc::new(Calls { core, dialogs, auth, location, trunks, dial_plan, store, fragments, ports, settings }))
 }
 
 async fn shutdown_signal() {

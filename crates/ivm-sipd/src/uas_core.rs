@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::dialog::{DialogEvent, DialogId, DialogTable};
+use crate::b2bua::Calls;
 use crate::registrar::Registrar;
 use crate::sip::message::random_token;
 use crate::sip::{HeaderName, Method, Request, Response, SipHeaders, Uri};
@@ -25,15 +26,12 @@ pub struct UasCore {
     core: SipCore,
     registrar: Arc<Registrar>,
     dialogs: DialogTable,
+    calls: Arc<Calls>,
 }
 
 impl UasCore {
-    pub fn new(core: SipCore, registrar: Arc<Registrar>, dialogs: DialogTable) -> Self {
-        UasCore {
-            core,
-            registrar,
-            dialogs,
-        }
+    pub fn new(core: SipCore, registrar: Arc<Registrar>, dialogs: DialogTable, calls: Arc<Calls>) -> Self {
+        UasCore { core, registrar, dialogs, calls }
     }
 
     /// Answers one out-of-dialog request that is not an INVITE.
@@ -48,8 +46,6 @@ impl UasCore {
                 resp.headers.push(HeaderName::Supported, SUPPORTED);
                 resp
             }
-            // Calls arrive with the dial plan (a later layer); until then nothing is routable.
-            Method::Invite => req.response(404, Some("Not Found (no route for this number)"), &random_token(8)),
             // Not inside any dialog we know.
             _ => req.response(481, None, &random_token(8)),
         }
@@ -172,6 +168,13 @@ impl Dispatcher for Arc<UasCore> {
 
 impl UasCore {
     fn spawn_answer(self: Arc<Self>, key: TsxKey, request: Request, source: Peer) {
+        if request.method == Method::Invite {
+            if let Some(resp) = self.inspect(&request) {
+                log_transaction(&request, &resp, source);
+                return self.core.respond(key, resp);
+            }
+            return self.calls.incoming(key, request, source);
+        }
         tokio::spawn(async move {
             let resp = match self.inspect(&request) {
                 Some(resp) => resp,

@@ -48,7 +48,10 @@ impl DigestAuth {
         let mut resp = req.response(401, None, &random_token(8));
         let nonce = self.nonces.issue(unix_now() as u64);
         for alg in &self.algorithms {
-            resp.headers.push(HeaderName::WwwAuthenticate, digest::challenge(*alg, &self.realm, &nonce, stale));
+            resp.headers.push(
+                HeaderName::WwwAuthenticate,
+                digest::challenge(*alg, &self.realm, &nonce, stale),
+            );
         }
         resp
     }
@@ -62,9 +65,12 @@ impl DigestAuth {
             .into_iter()
             .find(|a| a.scheme.eq_ignore_ascii_case("Digest") && a.get("realm") == Some(self.realm.as_str()));
         let Some(creds) = creds else { return challenge };
-        let (Some(username), Some(nonce), Some(uri), Some(response)) =
-            (creds.get("username"), creds.get("nonce"), creds.get("uri"), creds.get("response"))
-        else {
+        let (Some(username), Some(nonce), Some(uri), Some(response)) = (
+            creds.get("username"),
+            creds.get("nonce"),
+            creds.get("uri"),
+            creds.get("response"),
+        ) else {
             return challenge;
         };
         let Some(alg) = Algorithm::from_param(creds.get("algorithm")).filter(|a| self.algorithms.contains(a)) else {
@@ -83,15 +89,25 @@ impl DigestAuth {
             Some(_) => return challenge,
         };
         let lookup = username.to_owned();
-        let secrets = self.store.run(move |conn| subscribers::digest_secrets(conn, &lookup)).await?;
+        let secrets = self
+            .store
+            .run(move |conn| subscribers::digest_secrets(conn, &lookup))
+            .await?;
         // An unknown user is checked against a secret nobody has, so the work and the answer
         // are the same as for a wrong password.
-        let secrets = secrets.filter(|s| s.realm == self.realm).unwrap_or_else(|| DigestSecrets {
-            realm: self.realm.clone(),
-            ha1_md5: random_token(16),
-            ha1_sha256: random_token(32),
-        });
-        let input = DigestInput { method: req.method.as_str(), uri, nonce, qop };
+        let secrets = secrets
+            .filter(|s| s.realm == self.realm)
+            .unwrap_or_else(|| DigestSecrets {
+                realm: self.realm.clone(),
+                ha1_md5: random_token(16),
+                ha1_sha256: random_token(32),
+            });
+        let input = DigestInput {
+            method: req.method.as_str(),
+            uri,
+            nonce,
+            qop,
+        };
         let expected = digest::expected_response(alg, secrets.ha1(alg), &input);
         let matches = digest::constant_time_eq(expected.as_bytes(), response.to_ascii_lowercase().as_bytes());
         let right_user = user.is_none_or(|u| u == username);

@@ -29,10 +29,19 @@ pub struct Registrar {
 
 impl Registrar {
     /// Loads the stored registrations and starts serving.
-    pub async fn start(config: RegistrarConfig, auth: Arc<DigestAuth>, store: StoreHandle) -> Result<Registrar, StoreError> {
+    pub async fn start(
+        config: RegistrarConfig,
+        auth: Arc<DigestAuth>,
+        store: StoreHandle,
+    ) -> Result<Registrar, StoreError> {
         let rows = store.run(|conn| registrations::load(conn, unix_now())).await?;
         tracing::info!(bindings = rows.len(), "registrar: registrations loaded from the store");
-        Ok(Registrar { config, auth, location: Arc::new(LocationService::from_rows(rows)), store })
+        Ok(Registrar {
+            config,
+            auth,
+            location: Arc::new(LocationService::from_rows(rows)),
+            store,
+        })
     }
 
     pub fn location(&self) -> &Arc<LocationService> {

@@ -3,8 +3,11 @@
 //! busy timeout let `ivm-sipd subscriber …` write while the server runs; the server reads
 //! subscribers on every authentication, so a change is seen at once.
 
+pub mod cdrs;
+pub mod messages;
 pub mod registrations;
 pub mod subscribers;
+pub mod trunks;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -30,10 +33,16 @@ pub enum StoreError {
     },
     #[error("{path}, line {line}: {why}")]
     Csv { path: PathBuf, line: u64, why: String },
+    #[error("export failed: {0}")]
+    Export(String),
     #[error("the store transaction did not commit")]
     CommitFailed,
     #[error("the store writer has stopped")]
     WriterGone,
+    #[error("trunk {0} already exists")]
+    TrunkExists(String),
+    #[error(transparent)]
+    Trunk(#[from] crate::trunk::TrunkError),
 }
 
 /// The database file inside a data directory.
@@ -64,6 +73,50 @@ const MIGRATIONS: &[&str] = &[
         source TEXT NOT NULL,
         updated_at INTEGER NOT NULL,
         PRIMARY KEY (aor, contact)
+    );",
+    // 2: trunks added with `ivm-sipd trunk add` (routes and trusted: JSON arrays of strings)
+    "CREATE TABLE trunks (
+        name TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        transport TEXT NOT NULL,
+        routes TEXT NOT NULL,
+        trusted TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );",
+    // 3: voice messages, their deliveries, and call detail records
+    "CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        sender TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        codec TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        completed_at INTEGER,
+        duration_ms INTEGER NOT NULL DEFAULT 0,
+        retrieval_number TEXT NOT NULL,
+        call_id TEXT NOT NULL
+    );
+    CREATE TABLE deliveries (
+        message_id INTEGER NOT NULL REFERENCES messages(id),
+        target TEXT NOT NULL,
+        state TEXT NOT NULL,
+        sip_status INTEGER,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (message_id, target)
+    );
+    CREATE TABLE cdrs (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER,
+        leg TEXT NOT NULL,
+        call_id TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        callee TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        answered_at INTEGER,
+        ended_at INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        sip_status INTEGER
     );",
 ];
 

@@ -1,0 +1,623 @@
+//! The fragment store: the durable audio of every message, and the only place it is read back
+//! from once it has left the live ring.
+//!
+//! A message's audio is a sequence of 20 ms G.711 frames (160 bytes, indexed 0, 1, 2, … per
+//! message); a *fragment* is `frames_per_fragment` consecutive indexes (50 = 1 s). All
+//! messages share one append-only log of segment files (`segment-000001.log`, …) whose
+//! [`record`]s each hold one run of a message's frames within one fragment, with a CRC. A
+//! dedicated writer thread ([`writer`]) does group commit: a full fragment becomes a record at
+//! once, every `commit_interval` the open runs follow, the segment is `fdatasync`ed and only
+//! then the new records are entered into the SQLite [`index`] in one transaction. On start,
+//! [`recovery`] scans the log past the indexed end, indexes whole records and cuts a torn or
+//! corrupt tail. A crash therefore loses at most the last commit window of audio and never a
+//! frame that was committed.
+//!
+//! `append` only touches memory (a short mutex on a map of per-message frame queues), so the
+//! RTP path never waits for the disk; frames stay in memory until their index rows are
+//! committed, and readers merge the index (positional reads of the segments) with those
+//! in-memory frames, so a reader is never behind what was appended and never blocks the writer.
+//!
+//! Why our own log: no crate offers group commit + CRC-checked records + an index in the
+//! SQLite database the rest of the app uses + tail recovery; an embedded KV store would add a
+//! second durability mechanism next to SQLite and still need the per-frame layout on top.
+//!
+//! Reads do blocking file and SQLite I/O: async callers should use `spawn_blocking`.
+
+mod index;
+mod record;
+mod recovery;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rusqlite::Connection;
+
+use crate::codec::{Codec, SAMPLES_PER_FRAME};
+use index::IndexRow;
+use writer::{Cmd, Writer};
+
+/// Bytes of one stored frame (20 ms of G.711). Shorter payloads are padded with silence,
+/// longer ones cut (with a warning).
+pub const FRAME_BYTES: usize = SAMPLES_PER_FRAME;
+
+/// Frames not yet durable, over all messages, above which `append` warns (5 minutes of one
+/// call's audio; doubles after each warning).
+const BACKLOG_WARN_FRAMES: usize = 50 * 60 * 5;
+/// Idle reader connections kept for reuse.
+const MAX_IDLE_READERS: usize = 4;
+/// Open segment files kept for readers.
+const MAX_OPEN_SEGMENTS: usize = 256;
+/// A message with nothing pending and no frame for this many commits is forgotten in memory.
+const EVICT_AFTER_COMMITS: u64 = 3000;
+
+/// Where and how the store keeps its audio.
+#[derive(Debug, Clone)]
+pub struct FragmentStoreConfig {
+    /// The directory of the segment files.
+    pub dir: PathBuf,
+    /// The SQLite file for the index (may be shared with other tables of the app).
+    pub index_db: PathBuf,
+    /// Group commit interval: at most this much audio is lost in a crash.
+    pub commit_interval: Duration,
+    /// Frames per fragment (the largest record).
+    pub frames_per_fragment: u32,
+    /// A new segment file is started before one would grow past this.
+    pub segment_bytes: u64,
+}
+
+impl FragmentStoreConfig {
+    pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(200);
+    pub const DEFAULT_FRAMES_PER_FRAGMENT: u32 = 50;
+    pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+
+    /// The defaults: 200 ms commits, 1 s fragments, 64 MiB segments.
+    pub fn new(dir: impl Into<PathBuf>, index_db: impl Into<PathBuf>) -> FragmentStoreConfig {
+        FragmentStoreConfig {
+            dir: dir.into(),
+            index_db: index_db.into(),
+            commit_interval: Self::DEFAULT_COMMIT_INTERVAL,
+            frames_per_fragment: Self::DEFAULT_FRAMES_PER_FRAGMENT,
+            segment_bytes: Self::DEFAULT_SEGMENT_BYTES,
+        }
+    }
+
+    fn validate(&self) -> Result<(), FragmentStoreError> {
+        if self.commit_interval.is_zero() {
+            return Err(FragmentStoreError::Config("commit_interval must be above zero"));
+        }
+        if self.frames_per_fragment == 0 || self.frames_per_fragment > record::MAX_FRAMES {
+            return Err(FragmentStoreError::Config("frames_per_fragment must be 1 to 4096"));
+        }
+        if self.segment_bytes == 0 {
+            return Err(FragmentStoreError::Config("segment_bytes must be above zero"));
+        }
+        Ok(())
+    }
+}
+
+/// Fragment store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum FragmentStoreError {
+    #[error("invalid fragment store configuration: {0}")]
+    Config(&'static str),
+    #[error("fragment store {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("fragment index {path}: {source}")]
+    Index { path: PathBuf, source: rusqlite::Error },
+    #[error("fragment index {path}: {reason}")]
+    BadIndex { path: PathBuf, reason: String },
+    #[error("corrupt fragment record in {path} at byte {offset}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: &'static str,
+    },
+    #[error("the fragment store writer has stopped")]
+    WriterGone,
+}
+
+/// What `open` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Every message with audio in the store after recovery (as [`FragmentStore::messages`]);
+    /// those with `finished == false` were being recorded when the store last stopped.
+    pub messages: Vec<RecoveredMessage>,
+    /// Bytes cut off torn or corrupt segment tails.
+    pub truncated_bytes: u64,
+    /// Records found in the log that the index did not have yet (now indexed).
+    pub recovered_records: u64,
+}
+
+/// A message's durable audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveredMessage {
+    pub message_id: i64,
+    /// Highest durable frame index + 1.
+    pub frames: u32,
+    pub codec: Codec,
+    /// `finish` was called and is durable.
+    pub finished: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FinishState {
+    Open,
+    /// `finish` was called; the FINISHED flag is not written yet.
+    Requested,
+    /// The FINISHED flag is written (durable at the next commit).
+    Written,
+}
+
+/// The frames of one message that are not yet indexed.
+struct MessageBuf {
+    codec: Codec,
+    /// Ascending by frame index.
+    frames: VecDeque<(u32, Bytes)>,
+    /// How many of `frames` (a prefix) the writer has written since the last commit.
+    written: usize,
+    finish: FinishState,
+    last_index: Option<u32>,
+    /// The commit generation of the last append.
+    last_generation: u64,
+    warned_order: bool,
+    warned_size: bool,
+}
+
+impl MessageBuf {
+    fn new(codec: Codec) -> MessageBuf {
+        MessageBuf {
+            codec,
+            frames: VecDeque::new(),
+            written: 0,
+            finish: FinishState::Open,
+            last_index: None,
+            last_generation: 0,
+            warned_order: false,
+            warned_size: false,
+        }
+    }
+}
+
+struct Pending {
+    messages: HashMap<i64, MessageBuf>,
+    /// Frames in `messages`.
+    frames: usize,
+    warn_at: usize,
+    /// Successful commits so far.
+    generation: u64,
+}
+
+/// What the handles and the writer thread share.
+struct Shared {
+    dir: PathBuf,
+    index_db: PathBuf,
+    frames_per_fragment: u32,
+    pending: Mutex<Pending>,
+    /// The longest record (in frames) the index may hold: how far back a read must look.
+    max_record_frames: AtomicU32,
+    readers: Mutex<Vec<Connection>>,
+    segments: RwLock<HashMap<u32, Arc<File>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> FragmentStoreError + '_ {
+    move |source| FragmentStoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn segment_path(dir: &Path, segment: u32) -> PathBuf {
+    dir.join(format!("segment-{segment:06}.log"))
+}
+
+impl Shared {
+    fn lock_pending(&self) -> MutexGuard<'_, Pending> {
+        lock(&self.pending)
+    }
+
+    /// After a commit: the written frames are indexed now, drop them from memory.
+    fn committed(&self) {
+        let mut guard = self.lock_pending();
+        let p = &mut *guard;
+        p.generation += 1;
+        let generation = p.generation;
+        let mut dropped = 0;
+        p.messages.retain(|_, m| {
+            dropped += m.written;
+            m.frames.drain(..m.written);
+            m.written = 0;
+            let idle = generation.saturating_sub(m.last_generation) > EVICT_AFTER_COMMITS;
+            !(m.frames.is_empty() && (m.finish == FinishState::Written || idle))
+        });
+        p.frames -= dropped;
+        if p.frames < BACKLOG_WARN_FRAMES / 2 {
+            p.warn_at = BACKLOG_WARN_FRAMES;
+        }
+    }
+
+    /// After a failed write or commit: nothing since the last commit counts as written.
+    fn rewind_written(&self) {
+        let mut p = self.lock_pending();
+        for m in p.messages.values_mut() {
+            m.written = 0;
+            if m.finish == FinishState::Written {
+                m.finish = FinishState::Requested;
+            }
+        }
+    }
+
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, FragmentStoreError>,
+    ) -> Result<T, FragmentStoreError> {
+        let idle = lock(&self.readers).pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => index::open_reader(&self.index_db)?,
+        };
+        let result = f(&conn);
+        let mut idle = lock(&self.readers);
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        result
+    }
+
+    fn segment_file(&self, segment: u32, path: &Path) -> Result<Arc<File>, FragmentStoreError> {
+        if let Some(f) = self
+            .segments
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&segment)
+        {
+            return Ok(f.clone());
+        }
+        let file = Arc::new(File::open(path).map_err(io_err(path))?);
+        let mut open = self.segments.write().unwrap_or_else(PoisonError::into_inner);
+        if open.len() >= MAX_OPEN_SEGMENTS {
+            open.clear();
+        }
+        Ok(open.entry(segment).or_insert(file).clone())
+    }
+
+    /// Reads and checks one indexed record.
+    fn read_record(&self, row: &IndexRow) -> Result<(record::Header, Bytes), FragmentStoreError> {
+        let path = segment_path(&self.dir, row.segment);
+        let corrupt = |reason| FragmentStoreError::Corrupt {
+            path: path.clone(),
+            offset: row.offset,
+            reason,
+        };
+        let file = self.segment_file(row.segment, &path)?;
+        let mut buf = vec![0u8; row.length as usize];
+        file.read_exact_at(&mut buf, row.offset).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                corrupt("record runs past the end of its segment")
+            } else {
+                io_err(&path)(e)
+            }
+        })?;
+        let header = record::verify(&buf).map_err(corrupt)?;
+        if (header.message_id, header.first_frame, header.frame_count)
+            != (row.message_id, row.first_frame, row.frame_count)
+        {
+            return Err(corrupt("record does not match its index row"));
+        }
+        Ok((header, Bytes::from(buf)))
+    }
+}
+
+/// Stops the writer (with a last commit) when the last handle goes.
+struct Handle {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Cmd>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Cmd::Shutdown);
+        if let Some(Err(_)) = lock(&self.thread).take().map(JoinHandle::join) {
+            tracing::warn!("fragment store: the writer thread panicked");
+        }
+    }
+}
+
+/// The durable audio store; cheap to clone, `Send + Sync`. The last clone dropped commits what
+/// is pending and stops the writer thread (waiting for it).
+#[derive(Clone)]
+pub struct FragmentStore {
+    inner: Arc<Handle>,
+}
+
+impl FragmentStore {
+    /// Opens (creating when needed) the store, recovers the log tail and starts the writer.
+    pub fn open(cfg: FragmentStoreConfig) -> Result<(FragmentStore, Recovery), FragmentStoreError> {
+        cfg.validate()?;
+        std::fs::create_dir_all(&cfg.dir).map_err(io_err(&cfg.dir))?;
+        let mut conn = index::open_writer(&cfg.index_db)?;
+        let recovered = recovery::recover(&cfg.dir, &mut conn, &cfg.index_db)?;
+        let shared = Arc::new(Shared {
+            dir: cfg.dir.clone(),
+            index_db: cfg.index_db.clone(),
+            frames_per_fragment: cfg.frames_per_fragment,
+            pending: Mutex::new(Pending {
+                messages: HashMap::new(),
+                frames: 0,
+                warn_at: BACKLOG_WARN_FRAMES,
+                generation: 0,
+            }),
+            max_record_frames: AtomicU32::new(recovered.max_frames),
+            readers: Mutex::new(Vec::new()),
+            segments: RwLock::new(HashMap::new()),
+        });
+        let writer = Writer::new(shared.clone(), conn, &cfg, &recovered)?;
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("ivm-fragments".into())
+            .spawn(move || writer.run(rx))
+            .map_err(io_err(&cfg.dir))?;
+        let store = FragmentStore {
+            inner: Arc::new(Handle {
+                shared,
+                tx,
+                thread: Mutex::new(Some(thread)),
+            }),
+        };
+        let messages = store.messages()?;
+        Ok((
+            store,
+            Recovery {
+                messages,
+                truncated_bytes: recovered.truncated_bytes,
+                recovered_records: recovered.recovered_records,
+            },
+        ))
+    }
+
+    /// Queues one frame; never waits for the disk. Frames of a message must come with
+    /// increasing indexes (a frame at or before the last one is dropped); a gap is stored as
+    /// nothing and read as silence. The first frame fixes the message's codec; a frame in the
+    /// other law is converted.
+    pub fn append(&self, message_id: i64, codec: Codec, frame_index: u32, payload: Bytes) {
+        let shared = &self.inner.shared;
+        let fpf = shared.frames_per_fragment;
+        let wrong_len = (payload.len() != FRAME_BYTES).then_some(payload.len());
+        let payload = match wrong_len {
+            Some(_) => fit_frame(&payload, codec),
+            None => payload,
+        };
+        let wake = {
+            let mut guard = shared.lock_pending();
+            let p = &mut *guard;
+            let m = p.messages.entry(message_id).or_insert_with(|| MessageBuf::new(codec));
+            if let Some(last) = m.last_index.filter(|&last| frame_index <= last) {
+                if !m.warned_order {
+                    m.warned_order = true;
+                    tracing::warn!(
+                        message_id,
+                        frame_index,
+                        last,
+                        "fragment store: dropping a frame that does not follow the message's last one \
+                         (further ones of this message are dropped silently)"
+                    );
+                }
+                return;
+            }
+            if let Some(len) = wrong_len.filter(|_| !m.warned_size) {
+                m.warned_size = true;
+                tracing::warn!(
+                    message_id,
+                    len,
+                    "fragment store: frame is not {FRAME_BYTES} bytes; padded with silence or cut \
+                     (warned once per message)"
+                );
+            }
+            let payload = if codec == m.codec {
+                payload
+            } else {
+                Bytes::from(codec.transcode(m.codec, &payload))
+            };
+            let prev = m.last_index.replace(frame_index);
+            m.frames.push_back((frame_index, payload));
+            m.last_generation = p.generation;
+            // A run closes when this frame fills its fragment, or when it leaves a gap or
+            // starts a new fragment after an unwritten run.
+            let wake = frame_index % fpf == fpf - 1
+                || prev.is_some_and(|prev| {
+                    m.written + 1 < m.frames.len()
+                        && (prev.checked_add(1) != Some(frame_index) || prev / fpf != frame_index / fpf)
+                });
+            p.frames += 1;
+            if p.frames >= p.warn_at {
+                tracing::warn!(
+                    frames = p.frames,
+                    "fragment store: audio waiting for the disk is piling up (slow or failing disk?)"
+                );
+                p.warn_at = p.warn_at.saturating_mul(2);
+            }
+            wake
+        };
+        if wake {
+            let _ = self.inner.tx.send(Cmd::Wake(message_id));
+        }
+    }
+
+    /// No more frames for this message: its last run goes out with the next commit, flagged
+    /// FINISHED.
+    pub fn finish(&self, message_id: i64) {
+        let in_memory = {
+            let mut p = self.inner.shared.lock_pending();
+            match p.messages.get_mut(&message_id) {
+                Some(m) => {
+                    if m.finish == FinishState::Open {
+                        m.finish = FinishState::Requested;
+                    }
+                    true
+                }
+                None => false,
+            }
+        };
+        if !in_memory {
+            let _ = self.inner.tx.send(Cmd::FinishStored(message_id));
+        }
+    }
+
+    /// Commits now and waits until everything appended before the call is durable (fsync and
+    /// index rows committed).
+    pub fn sync(&self) -> Result<(), FragmentStoreError> {
+        let (tx, rx) = mpsc::channel();
+        self.inner
+            .tx
+            .send(Cmd::Sync(tx))
+            .map_err(|_| FragmentStoreError::WriterGone)?;
+        rx.recv().map_err(|_| FragmentStoreError::WriterGone)?
+    }
+
+    /// Frames `[from, from + max)` of a message as stored so far (committed and still pending),
+    /// in order, gaps filled with silence; fewer when the message ends sooner, none for an
+    /// unknown message.
+    pub fn read_range(&self, message_id: i64, from: u32, max: u32) -> Result<Vec<Bytes>, FragmentStoreError> {
+        let shared = &self.inner.shared;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let want_end = from.saturating_add(max);
+        // Memory first, then the index: a frame leaves memory only after its index row is
+        // committed, so it is in one of the two snapshots.
+        let (pending_codec, pending_end, pending) = {
+            let p = shared.lock_pending();
+            match p.messages.get(&message_id) {
+                None => (None, 0, Vec::new()),
+                Some(m) => {
+                    let start = m.frames.partition_point(|(i, _)| *i < from);
+                    let frames: Vec<(u32, Bytes)> = m
+                        .frames
+                        .range(start..)
+                        .take_while(|(i, _)| *i < want_end)
+                        .cloned()
+                        .collect();
+                    let end = m.frames.back().map_or(0, |(i, _)| i.saturating_add(1));
+                    (Some(m.codec), end, frames)
+                }
+            }
+        };
+        let lookback = shared.max_record_frames.load(Ordering::Acquire);
+        let (stored, rows) = shared.with_reader(|conn| {
+            let stored = index::message(conn, &shared.index_db, message_id)?;
+            let rows = index::rows_starting_in(
+                conn,
+                &shared.index_db,
+                message_id,
+                from.saturating_sub(lookback),
+                want_end,
+            )?;
+            Ok((stored, rows))
+        })?;
+        let Some(codec) = stored.map(|s| s.codec).or(pending_codec) else {
+            return Ok(Vec::new());
+        };
+        let rows_end = rows
+            .iter()
+            .map(|r| r.first_frame.saturating_add(r.frame_count))
+            .max()
+            .unwrap_or(0);
+        let end = stored
+            .map_or(0, |s| s.frames)
+            .max(pending_end)
+            .max(rows_end)
+            .min(want_end);
+        if end <= from {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<Option<Bytes>> = vec![None; (end - from) as usize];
+        let mut put = |index: u32, frame: Bytes, frame_codec: Codec| {
+            if (from..end).contains(&index) {
+                let frame = if frame_codec == codec {
+                    frame
+                } else {
+                    Bytes::from(frame_codec.transcode(codec, &frame))
+                };
+                out[(index - from) as usize] = Some(frame);
+            }
+        };
+        for row in rows
+            .iter()
+            .filter(|r| r.first_frame.saturating_add(r.frame_count) > from)
+        {
+            let (header, bytes) = shared.read_record(row)?;
+            for k in 0..header.frame_count {
+                put(header.first_frame + k, record::frame(&bytes, &header, k), header.codec);
+            }
+        }
+        if let Some(pending_codec) = pending_codec {
+            for (index, frame) in pending {
+                put(index, frame, pending_codec);
+            }
+        }
+        let silence = Bytes::from(vec![codec.silence(); FRAME_BYTES]);
+        Ok(out.into_iter().map(|f| f.unwrap_or_else(|| silence.clone())).collect())
+    }
+
+    /// Frames durable on disk for a message: its highest committed frame index + 1.
+    pub fn committed_frames(&self, message_id: i64) -> Result<u32, FragmentStoreError> {
+        let shared = &self.inner.shared;
+        let stored = shared.with_reader(|conn| index::message(conn, &shared.index_db, message_id))?;
+        Ok(stored.map_or(0, |s| s.frames))
+    }
+
+    /// The codec a message is stored in (from the index, else from frames still in memory).
+    pub fn codec(&self, message_id: i64) -> Result<Option<Codec>, FragmentStoreError> {
+        let shared = &self.inner.shared;
+        let stored = shared.with_reader(|conn| index::message(conn, &shared.index_db, message_id))?;
+        Ok(stored
+            .map(|s| s.codec)
+            .or_else(|| shared.lock_pending().messages.get(&message_id).map(|m| m.codec)))
+    }
+
+    /// Every message with durable audio, by id.
+    pub fn messages(&self) -> Result<Vec<RecoveredMessage>, FragmentStoreError> {
+        let shared = &self.inner.shared;
+        let stored = shared.with_reader(|conn| index::messages(conn, &shared.index_db))?;
+        Ok(stored
+            .into_iter()
+            .map(|s| RecoveredMessage {
+                message_id: s.message_id,
+                frames: s.frames,
+                codec: s.codec,
+                finished: s.finished,
+            })
+            .collect())
+    }
+
+    /// Test hook: stops the writer as a crash would (no last commit), then drops the store.
+    #[cfg(test)]
+    fn crash(self, flush: bool) {
+        let _ = self.inner.tx.send(Cmd::Crash { flush });
+        if let Some(thread) = lock(&self.inner.thread).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A payload of the wrong size, padded with silence or cut to one frame.
+fn fit_frame(payload: &[u8], codec: Codec) -> Bytes {
+    let mut frame = vec![codec.silence(); FRAME_BYTES];
+    let n = payload.len().min(FRAME_BYTES);
+    frame[..n].copy_from_slice(&payload[..n]);
+    Bytes::from(frame)
+}
