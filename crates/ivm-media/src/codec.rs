@@ -3,7 +3,9 @@
 //! the ITU-T G.191 reference on every code). A message is stored in its sender's codec; a
 //! listener on the other law gets each byte converted.
 
-use audio_codec_algorithms::{convert_alaw_to_ulaw, convert_ulaw_to_alaw, decode_alaw, decode_ulaw, encode_alaw, encode_ulaw};
+use audio_codec_algorithms::{
+    convert_alaw_to_ulaw, convert_ulaw_to_alaw, decode_alaw, decode_ulaw, encode_alaw, encode_ulaw,
+};
 
 /// Samples per second of G.711.
 pub const SAMPLE_RATE: u32 = 8000;

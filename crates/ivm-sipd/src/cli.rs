@@ -33,6 +33,37 @@ pub enum Command {
     /// within about a second.
     #[command(subcommand)]
     Trunk(TrunkCommand),
+    /// Recorded voice messages.
+    #[command(subcommand)]
+    Messages(MessagesCommand),
+    /// Call detail records.
+    #[command(subcommand)]
+    Cdr(CdrCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MessagesCommand {
+    /// List messages with their delivery states.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a message's audio as a WAV file (8 kHz, 16-bit PCM).
+    Export {
+        id: i64,
+        #[arg(long, value_name = "FILE")]
+        wav: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CdrCommand {
+    /// Write every CDR as CSV (to stdout, or to --output FILE).
+    Export {
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -69,11 +69,11 @@ impl DialogTable {
     }
 
     /// Delivers to the dialog's call; gives the event back when there is no such dialog.
-    pub fn deliver(&self, id: &DialogId, event: DialogEvent) -> Result<(), DialogEvent> {
+    pub fn deliver(&self, id: &DialogId, event: DialogEvent) -> Result<(), Box<DialogEvent>> {
         let tx = Self::lock(&self.dialogs).get(id).cloned();
         match tx {
-            Some(tx) => tx.send(event).map_err(|e| e.0),
-            None => Err(event),
+            Some(tx) => tx.send(event).map_err(|e| Box::new(e.0)),
+            None => Err(Box::new(event)),
         }
     }
 

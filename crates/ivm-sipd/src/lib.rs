@@ -1,6 +1,7 @@
 //! ivm-sipd: the IVM SIP daemon as a library — the SIP message layer, transport,
 //! transactions, the UAS core, registrar, store, configuration and the server that wires them.
 
+pub mod admin;
 pub mod b2bua;
 pub mod cli;
 pub mod config;

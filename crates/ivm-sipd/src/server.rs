@@ -10,10 +10,6 @@ use tokio::sync::mpsc;
 use crate::b2bua::{CallSettings, Calls};
 use crate::config::Config;
 use crate::dial_plan::DialPlan;
-use crate::trunk::TrunkTable;
-use ivm_media::codec::FRAME_MS;
-use ivm_media::fragment_store::{FragmentStore, FragmentStoreConfig};
-use ivm_media::port_pool::PortPool;
 use crate::dialog::DialogTable;
 use crate::registrar::Registrar;
 use crate::registrar::auth::DigestAuth;
@@ -22,7 +18,11 @@ use crate::store::writer::StoreHandle;
 use crate::transaction::Timers;
 use crate::transport::tcp::TcpConnections;
 use crate::transport::{self, Inbound, Transmitter};
+use crate::trunk::TrunkTable;
 use crate::uas_core::UasCore;
+use ivm_media::codec::FRAME_MS;
+use ivm_media::fragment_store::{FragmentStore, FragmentStoreConfig};
+use ivm_media::port_pool::PortPool;
 
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -64,9 +64,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (core, core_loop) = sip_core::core(timers, transmitter, inbound_rx, local);
     let dialogs = DialogTable::default();
     let registrar = Arc::new(registrar);
-    let calls = start_calls(&config, core.clone(), dialogs.clone(), auth, registrar.location().clone(), store.clone())
-        .await
-        .context("starting the call layer")?;
+    let calls = start_calls(
+        &config,
+        core.clone(),
+        dialogs.clone(),
+        auth,
+        registrar.location().clone(),
+        store.clone(),
+    )
+    .await
+    .context("starting the call layer")?;
     let uas = Arc::new(UasCore::new(core, registrar, dialogs, calls));
     tracing::info!(udp = %local, tcp = %local, data_dir = %config.storage.data_dir.display(), "ivm-sipd listening");
     core_loop.run(Arc::new(uas), shutdown_signal()).await;
@@ -90,7 +97,10 @@ async fn start_calls(
     fcfg.frames_per_fragment = config.media.frames_per_fragment;
     let (fragments, recovery) = FragmentStore::open(fcfg).context("opening the fragment store")?;
     if recovery.truncated_bytes > 0 {
-        tracing::warn!(bytes = recovery.truncated_bytes, "fragment log: torn tail cut off during recovery");
+        tracing::warn!(
+            bytes = recovery.truncated_bytes,
+            "fragment log: torn tail cut off during recovery"
+        );
     }
     let frames: std::collections::HashMap<i64, u32> =
         recovery.messages.iter().map(|m| (m.message_id, m.frames)).collect();
@@ -100,7 +110,10 @@ async fn start_calls(
         })
         .await?;
     if closed > 0 {
-        tracing::warn!(messages = closed, "messages left recording by a crash were closed with their stored audio");
+        tracing::warn!(
+            messages = closed,
+            "messages left recording by a crash were closed with their stored audio"
+        );
     }
     let dial_plan = DialPlan::from_config(&config.calls)?;
     let trunks = TrunkTable::open(&config.trunks, data_dir)?;
@@ -117,7 +130,18 @@ async fn start_calls(
         t1: Duration::from_millis(config.sip.t1_ms),
         t2: Duration::from_millis(config.sip.t2_ms),
     };
-    Ok(Arc::new(Calls { core, dialogs, auth, location, trunks, dial_plan, store, fragments, ports, settings }))
+    Ok(Arc::new(Calls {
+        core,
+        dialogs,
+        auth,
+        location,
+        trunks,
+        dial_plan,
+        store,
+        fragments,
+        ports,
+        settings,
+    }))
 }
 
 async fn shutdown_signal() {

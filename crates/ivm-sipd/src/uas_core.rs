@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use crate::dialog::{DialogEvent, DialogId, DialogTable};
 use crate::b2bua::Calls;
+use crate::dialog::{DialogEvent, DialogId, DialogTable};
 use crate::registrar::Registrar;
 use crate::sip::message::random_token;
 use crate::sip::{HeaderName, Method, Request, Response, SipHeaders, Uri};
@@ -31,7 +31,12 @@ pub struct UasCore {
 
 impl UasCore {
     pub fn new(core: SipCore, registrar: Arc<Registrar>, dialogs: DialogTable, calls: Arc<Calls>) -> Self {
-        UasCore { core, registrar, dialogs, calls }
+        UasCore {
+            core,
+            registrar,
+            dialogs,
+            calls,
+        }
     }
 
     /// Answers one out-of-dialog request that is not an INVITE.
@@ -137,7 +142,10 @@ impl Dispatcher for Arc<UasCore> {
                 },
             ) {
                 Ok(()) => return,
-                Err(DialogEvent::Request { request, .. }) => {
+                Err(event) if matches!(*event, DialogEvent::Request { .. }) => {
+                    let DialogEvent::Request { request, .. } = *event else {
+                        return;
+                    };
                     let resp = match self.inspect(&request) {
                         Some(resp) => resp,
                         None if matches!(request.method, Method::Options) => {

@@ -19,9 +19,10 @@
 //! faster while the listener is behind when a catch-up speed is set.
 //!
 //! Wiring expected from the call layer: the RTP receiver calls [`StreamWriter::push_at`] with the
-//! frame index it derived from the RTP timestamp (gaps become silence); the store flusher is a
-//! listener created with [`StreamHandle::listen`] before the first push, so it never needs the
-//! source; target legs and retrievals take a [`Pacer`] around [`StreamHandle::listen`].
+//! frame index it derived from the RTP timestamp (gaps become silence) and appends the same frame
+//! to the fragment store, which is the stream's [`FrameSource`] (both drop late frames and read
+//! gaps as silence, so the two agree); target legs and retrievals take a [`Pacer`] around
+//! [`StreamHandle::listen`].
 
 mod pacer;
 #[cfg(test)]

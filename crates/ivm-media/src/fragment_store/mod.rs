@@ -4,11 +4,11 @@
 //! A message's audio is a sequence of 20 ms G.711 frames (160 bytes, indexed 0, 1, 2, … per
 //! message); a *fragment* is `frames_per_fragment` consecutive indexes (50 = 1 s). All
 //! messages share one append-only log of segment files (`segment-000001.log`, …) whose
-//! [`record`]s each hold one run of a message's frames within one fragment, with a CRC. A
-//! dedicated writer thread ([`writer`]) does group commit: a full fragment becomes a record at
+//! `record`s each hold one run of a message's frames within one fragment, with a CRC. A
+//! dedicated writer thread (`writer`) does group commit: a full fragment becomes a record at
 //! once, every `commit_interval` the open runs follow, the segment is `fdatasync`ed and only
-//! then the new records are entered into the SQLite [`index`] in one transaction. On start,
-//! [`recovery`] scans the log past the indexed end, indexes whole records and cuts a torn or
+//! then the new records are entered into the SQLite `index` in one transaction. On start,
+//! `recovery` scans the log past the indexed end, indexes whole records and cuts a torn or
 //! corrupt tail. A crash therefore loses at most the last commit window of audio and never a
 //! frame that was committed.
 //!
@@ -24,6 +24,7 @@
 //! Reads do blocking file and SQLite I/O: async callers should use `spawn_blocking`.
 
 mod index;
+mod offline;
 mod record;
 mod recovery;
 #[cfg(test)]
@@ -44,6 +45,7 @@ use rusqlite::Connection;
 
 use crate::codec::{Codec, SAMPLES_PER_FRAME};
 use index::IndexRow;
+pub use offline::read_committed;
 use writer::{Cmd, Writer};
 
 /// Bytes of one stored frame (20 ms of G.711). Shorter payloads are padded with silence,

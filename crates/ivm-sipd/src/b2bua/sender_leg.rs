@@ -131,7 +131,8 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
     // Answer at once.
     let session = SessionVersion::new();
     let mut ok = req.response(200, None, &tag);
-    ok.headers.push(HeaderName::Contact, format!("<sip:ivm@{}>", calls.sip_addr()));
+    ok.headers
+        .push(HeaderName::Contact, format!("<sip:ivm@{}>", calls.sip_addr()));
     ok.headers.push(HeaderName::Allow, crate::uas_core::ALLOW);
     ok.headers.push(HeaderName::ContentType, "application/sdp");
     ok.body = Bytes::from(sdp::answer(endpoint.local_addr(), &neg, &session));
@@ -145,10 +146,21 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
     let answered_at = unix_now_ms();
 
     // The stream every listener reads, and the targets.
-    let cfg = StreamConfig { ring_frames: calls.settings.ring_frames };
-    let (writer, handle) = fanout::stream(message_id, codec, cfg, Some(Arc::new(StoreFrames(calls.fragments.clone()))));
+    let cfg = StreamConfig {
+        ring_frames: calls.settings.ring_frames,
+    };
+    let (writer, handle) = fanout::stream(
+        message_id,
+        codec,
+        cfg,
+        Some(Arc::new(StoreFrames(calls.fragments.clone()))),
+    );
     let (to_sender_tx, mut to_sender) = mpsc::channel::<Bytes>(256);
-    let info = Arc::new(MessageInfo { id: message_id, sender: caller.clone(), ptt });
+    let info = Arc::new(MessageInfo {
+        id: message_id,
+        sender: caller.clone(),
+        ptt,
+    });
     for dest in destinations {
         let (calls, handle, info, to_sender) = (calls.clone(), handle.clone(), info.clone(), to_sender_tx.clone());
         tokio::spawn(async move { target_leg::run(calls, info, handle, dest, to_sender).await });
@@ -245,7 +257,11 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
     calls.fragments.finish(message_id);
     calls.dialogs.remove(&dialog.id);
     let duration_ms = i64::from(frames) * i64::from(ivm_media::codec::FRAME_MS);
-    if let Err(e) = calls.store.run(move |conn| messages::complete(conn, message_id, duration_ms)).await {
+    if let Err(e) = calls
+        .store
+        .run(move |conn| messages::complete(conn, message_id, duration_ms))
+        .await
+    {
         tracing::error!(message_id, error = %e, "message state not saved");
     }
     tracing::info!(message_id, frames, duration_ms, "IVM message recorded");

@@ -58,32 +58,63 @@ enum DestinationKind {
 
 impl Destination {
     pub fn subscriber(number: String) -> Destination {
-        Destination { label: number, kind: DestinationKind::Subscriber }
+        Destination {
+            label: number,
+            kind: DestinationKind::Subscriber,
+        }
     }
 
     pub fn trunk(number: String, trunk: Trunk) -> Destination {
-        Destination { label: number, kind: DestinationKind::Trunk(trunk) }
+        Destination {
+            label: number,
+            kind: DestinationKind::Trunk(trunk),
+        }
     }
 
     pub fn ip(ip: IpAddr) -> Destination {
-        Destination { label: ip.to_string(), kind: DestinationKind::Ip(ip) }
+        Destination {
+            label: ip.to_string(),
+            kind: DestinationKind::Ip(ip),
+        }
     }
 }
 
 /// How the INVITE ended.
 enum Ringing {
     Answered(crate::sip::Response),
-    Failed { state: &'static str, status: Option<u16>, outcome: &'static str },
+    Failed {
+        state: &'static str,
+        status: Option<u16>,
+        outcome: &'static str,
+    },
 }
 
 /// Runs one target leg to its end.
-pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, stream: StreamHandle, dest: Destination, to_sender: ToSender) {
+pub async fn run(
+    calls: Arc<Calls>,
+    info: Arc<MessageInfo>,
+    stream: StreamHandle,
+    dest: Destination,
+    to_sender: ToSender,
+) {
     let started_at = unix_now_ms();
     let label = dest.label.clone();
     let Some((request_uri, peer)) = route(&calls, &dest) else {
         tracing::info!(message_id = info.id, target = %label, "target not registered");
-        calls.set_delivery(info.id, &label, delivery::UNANSWERED, Some(480)).await;
-        cdr(&calls, &info, &label, String::new(), started_at, None, "unanswered", Some(480)).await;
+        calls
+            .set_delivery(info.id, &label, delivery::UNANSWERED, Some(480))
+            .await;
+        cdr(
+            &calls,
+            &info,
+            &label,
+            String::new(),
+            started_at,
+            None,
+            "unanswered",
+            Some(480),
+        )
+        .await;
         return;
     };
 
@@ -91,7 +122,9 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, stream: StreamHandle
         Ok(Ok(ep)) => ep,
         _ => {
             tracing::error!(message_id = info.id, target = %label, "no RTP port for a target leg");
-            calls.set_delivery(info.id, &label, delivery::UNANSWERED, Some(503)).await;
+            calls
+                .set_delivery(info.id, &label, delivery::UNANSWERED, Some(503))
+                .await;
             return;
         }
     };
@@ -113,7 +146,9 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, stream: StreamHandle
     let answered_at = unix_now_ms();
     let Some(mut dialog) = Dialog::as_uac(&invite, &ok, peer, calls.sip_addr()) else {
         tracing::info!(message_id = info.id, target = %label, "2xx without a usable To tag");
-        calls.set_delivery(info.id, &label, delivery::UNANSWERED, Some(ok.status)).await;
+        calls
+            .set_delivery(info.id, &label, delivery::UNANSWERED, Some(ok.status))
+            .await;
         return;
     };
     let ack = Bytes::from(dialog.ack(1).to_bytes());
@@ -124,8 +159,20 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, stream: StreamHandle
             tracing::info!(message_id = info.id, target = %label, error = %e, "unusable SDP answer");
             let mut rx = calls.core.send_request(dialog.request(Method::Bye), peer);
             tokio::spawn(async move { while rx.recv().await.is_some() {} });
-            calls.set_delivery(info.id, &label, delivery::UNANSWERED, Some(488)).await;
-            cdr(&calls, &info, &label, call_id, started_at, Some(answered_at), "failed", Some(488)).await;
+            calls
+                .set_delivery(info.id, &label, delivery::UNANSWERED, Some(488))
+                .await;
+            cdr(
+                &calls,
+                &info,
+                &label,
+                call_id,
+                started_at,
+                Some(answered_at),
+                "failed",
+                Some(488),
+            )
+            .await;
             return;
         }
     };
@@ -205,10 +252,24 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, stream: StreamHandle
         let mut rx = calls.core.send_request(dialog.request(Method::Bye), peer);
         tokio::spawn(async move { while rx.recv().await.is_some() {} });
     }
-    let state = if complete { delivery::DELIVERED } else { delivery::UNANSWERED };
+    let state = if complete {
+        delivery::DELIVERED
+    } else {
+        delivery::UNANSWERED
+    };
     tracing::info!(message_id = info.id, target = %label, frames = pacer.listener().position(), state, "target leg ended");
     calls.set_delivery(info.id, &label, state, None).await;
-    cdr(&calls, &info, &label, call_id, started_at, Some(answered_at), "answered", Some(ok.status)).await;
+    cdr(
+        &calls,
+        &info,
+        &label,
+        call_id,
+        started_at,
+        Some(answered_at),
+        "answered",
+        Some(ok.status),
+    )
+    .await;
 }
 
 /// DTMF during playback (SPEC §3): `1` joins the sender (live audio both ways).
@@ -225,7 +286,11 @@ fn on_digit(d: char, joined: &mut bool, pacer: &mut Pacer, stream: &StreamHandle
 fn info_digit(body: &[u8]) -> Option<char> {
     let text = String::from_utf8_lossy(body);
     for line in text.lines() {
-        if let Some(v) = line.trim().strip_prefix("Signal=").or_else(|| line.trim().strip_prefix("Signal =")) {
+        if let Some(v) = line
+            .trim()
+            .strip_prefix("Signal=")
+            .or_else(|| line.trim().strip_prefix("Signal ="))
+        {
             return v.trim().chars().next();
         }
     }
@@ -242,15 +307,37 @@ fn route(calls: &Calls, dest: &Destination) -> Option<(Uri, Peer)> {
             bindings.sort_by(|a, b| b.q.unwrap_or(1.0).total_cmp(&a.q.unwrap_or(1.0)));
             let b = bindings.into_iter().next()?;
             let uri = Uri::parse(b.contact.as_bytes()).ok()?;
-            Some((uri, Peer { transport: b.transport, addr: b.source }))
+            Some((
+                uri,
+                Peer {
+                    transport: b.transport,
+                    addr: b.source,
+                },
+            ))
         }
         DestinationKind::Trunk(t) => {
-            let uri = Uri::Sip(SipUri::new(Some(&dest.label), Host::from_ip(t.address.ip()), Some(t.address.port())));
-            Some((uri, Peer { transport: t.transport, addr: t.address }))
+            let uri = Uri::Sip(SipUri::new(
+                Some(&dest.label),
+                Host::from_ip(t.address.ip()),
+                Some(t.address.port()),
+            ));
+            Some((
+                uri,
+                Peer {
+                    transport: t.transport,
+                    addr: t.address,
+                },
+            ))
         }
         DestinationKind::Ip(ip) => {
             let uri = Uri::Sip(SipUri::new(Some("ivm"), Host::from_ip(*ip), None));
-            Some((uri, Peer { transport: TransportKind::Udp, addr: SocketAddr::new(*ip, 5060) }))
+            Some((
+                uri,
+                Peer {
+                    transport: TransportKind::Udp,
+                    addr: SocketAddr::new(*ip, 5060),
+                },
+            ))
         }
     }
 }
@@ -274,22 +361,43 @@ fn build_invite(
     req.headers.push(HeaderName::MaxForwards, "70");
     req.headers.push(
         HeaderName::From,
-        format!("{} <sip:{}@{}>;tag={}", crate::sip::scan::quote(&info.sender), info.sender, calls.settings.domain, new_tag()),
+        format!(
+            "{} <sip:{}@{}>;tag={}",
+            crate::sip::scan::quote(&info.sender),
+            info.sender,
+            calls.settings.domain,
+            new_tag()
+        ),
     );
     req.headers.push(HeaderName::To, to_uri);
-    req.headers.push(HeaderName::CallId, format!("{}@ivm", random_token(12)));
+    req.headers
+        .push(HeaderName::CallId, format!("{}@ivm", random_token(12)));
     req.headers.push(HeaderName::CSeq, "1 INVITE");
     req.headers.push(HeaderName::Contact, format!("<sip:ivm@{local}>"));
     req.headers.push(HeaderName::Allow, crate::uas_core::ALLOW);
-    req.headers.push(HeaderName::Subject, format!("IVM message {} from {}", info.id, info.sender));
+    req.headers.push(
+        HeaderName::Subject,
+        format!("IVM message {} from {}", info.id, info.sender),
+    );
     if info.ptt {
         // SPEC §4.7: the headers desk phones honour to answer on the speaker at once.
-        req.headers.push(HeaderName::Other("Call-Info".into()), format!("<sip:{local}>;answer-after=0"));
-        req.headers.push(HeaderName::Other("Alert-Info".into()), format!("<sip:{local}>;info=alert-autoanswer"));
+        req.headers.push(
+            HeaderName::Other("Call-Info".into()),
+            format!("<sip:{local}>;answer-after=0"),
+        );
+        req.headers.push(
+            HeaderName::Other("Alert-Info".into()),
+            format!("<sip:{local}>;info=alert-autoanswer"),
+        );
     }
     req.headers.push(HeaderName::ContentType, "application/sdp");
-    req.body =
-        Bytes::from(sdp::offer(endpoint.local_addr(), &CODECS, TELEPHONE_EVENT_PT, Direction::SendRecv, session));
+    req.body = Bytes::from(sdp::offer(
+        endpoint.local_addr(),
+        &CODECS,
+        TELEPHONE_EVENT_PT,
+        Direction::SendRecv,
+        session,
+    ));
     req
 }
 

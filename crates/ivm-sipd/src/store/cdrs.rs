@@ -59,8 +59,18 @@ pub fn export_csv(conn: &Connection, out: impl Write) -> Result<usize, StoreErro
     let mut w = csv::Writer::from_writer(out);
     let csv_err = |e: csv::Error| StoreError::Export(e.to_string());
     w.write_record([
-        "id", "message_id", "leg", "call_id", "caller", "callee", "started_at", "answered_at", "ended_at", "duration_ms",
-        "outcome", "sip_status",
+        "id",
+        "message_id",
+        "leg",
+        "call_id",
+        "caller",
+        "callee",
+        "started_at",
+        "answered_at",
+        "ended_at",
+        "duration_ms",
+        "outcome",
+        "sip_status",
     ])
     .map_err(csv_err)?;
     let mut stmt = conn.prepare(

@@ -9,7 +9,9 @@ use super::StoreError;
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The state of a message.
@@ -53,7 +55,10 @@ pub fn create(conn: &Connection, m: &NewMessage) -> Result<i64, StoreError> {
         params![m.sender, m.kind, m.codec, RECORDING, now, m.call_id],
     )?;
     let id = conn.last_insert_rowid();
-    conn.execute("UPDATE messages SET retrieval_number = ?1 WHERE id = ?2", params![retrieval_number(id, 1), id])?;
+    conn.execute(
+        "UPDATE messages SET retrieval_number = ?1 WHERE id = ?2",
+        params![retrieval_number(id, 1), id],
+    )?;
     let mut ins = conn.prepare_cached(
         "INSERT OR IGNORE INTO deliveries (message_id, target, state, updated_at) VALUES (?1, ?2, ?3, ?4)",
     )?;
@@ -73,7 +78,13 @@ pub fn complete(conn: &Connection, id: i64, duration_ms: i64) -> Result<(), Stor
 }
 
 /// Sets a delivery's state (and the SIP status that caused it, if any).
-pub fn set_delivery(conn: &Connection, id: i64, target: &str, state: &str, status: Option<u16>) -> Result<(), StoreError> {
+pub fn set_delivery(
+    conn: &Connection,
+    id: i64,
+    target: &str,
+    state: &str,
+    status: Option<u16>,
+) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE deliveries SET state = ?1, sip_status = COALESCE(?2, sip_status), updated_at = ?3
          WHERE message_id = ?4 AND target = ?5",
@@ -93,7 +104,11 @@ pub fn recover(conn: &Connection, frames_of: impl Fn(i64) -> u32, frame_ms: i64)
     for id in &ids {
         complete(conn, *id, i64::from(frames_of(*id)) * frame_ms)?;
     }
-    let placeholders = delivery::IN_PROGRESS.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",");
+    let placeholders = delivery::IN_PROGRESS
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(",");
     conn.execute(
         &format!("UPDATE deliveries SET state = ?1, updated_at = ?2 WHERE state IN ({placeholders})"),
         params![delivery::UNANSWERED, unix_now_ms()],
@@ -142,10 +157,17 @@ pub fn list(conn: &Connection) -> Result<Vec<MessageRow>, StoreError> {
             })
         })?
         .collect::<Result<_, _>>()?;
-    let mut d = conn.prepare_cached("SELECT target, state, sip_status FROM deliveries WHERE message_id = ?1 ORDER BY target")?;
+    let mut d =
+        conn.prepare_cached("SELECT target, state, sip_status FROM deliveries WHERE message_id = ?1 ORDER BY target")?;
     for m in &mut rows {
         m.deliveries = d
-            .query_map([m.id], |r| Ok(DeliveryRow { target: r.get(0)?, state: r.get(1)?, sip_status: r.get(2)? }))?
+            .query_map([m.id], |r| {
+                Ok(DeliveryRow {
+                    target: r.get(0)?,
+                    state: r.get(1)?,
+                    sip_status: r.get(2)?,
+                })
+            })?
             .collect::<Result<_, _>>()?;
     }
     Ok(rows)
@@ -153,5 +175,7 @@ pub fn list(conn: &Connection) -> Result<Vec<MessageRow>, StoreError> {
 
 /// One message's codec name, if it exists.
 pub fn codec_of(conn: &Connection, id: i64) -> Result<Option<String>, StoreError> {
-    Ok(conn.query_row("SELECT codec FROM messages WHERE id = ?1", [id], |r| r.get(0)).optional()?)
+    Ok(conn
+        .query_row("SELECT codec FROM messages WHERE id = ?1", [id], |r| r.get(0))
+        .optional()?)
 }
