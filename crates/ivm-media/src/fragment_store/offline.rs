@@ -23,6 +23,17 @@ pub fn read_committed(
         return Ok(None);
     }
     let conn = index::open_reader(index_db)?;
+    let has_index: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'fragment_messages'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+        .unwrap_or(false);
+    if !has_index {
+        return Ok(None);
+    }
     let Some(stored) = index::message(&conn, index_db, message_id)? else {
         return Ok(None);
     };
