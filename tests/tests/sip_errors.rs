@@ -88,7 +88,7 @@ fn missing_call_id_gets_400_with_a_reason_phrase() {
 }
 
 #[test]
-fn invite_is_refused_for_now() {
+fn unauthenticated_invite_is_challenged() {
     let server = server();
     let c = server.udp_client().expect("client");
     let mut req = Request::new("INVITE", "sip:1001@ivm.local", c.local, "UDP");
@@ -100,7 +100,13 @@ fn invite_is_refused_for_now() {
     )
     .into_bytes();
     let r = c.transact(&req, WAIT).expect("final response to INVITE");
-    assert_eq!(r.status, 404, "INVITE currently gets 404: {}", r.text());
+    // 127.0.0.1 is no trusted trunk here, so the caller must be a subscriber: challenge.
+    assert_eq!(r.status, 401, "an unauthenticated INVITE is challenged: {}", r.text());
+    assert!(
+        r.header("WWW-Authenticate").is_some_and(|v| v.contains("Digest")),
+        "{}",
+        r.text()
+    );
     // The non-2xx final response is retransmitted until ACKed (RFC 3261
     // 17.2.1); ACK it so the transaction ends cleanly.
     let mut ack = req.clone();

@@ -87,6 +87,9 @@ enum Ringing {
         status: Option<u16>,
         outcome: &'static str,
     },
+    /// The ring timeout passed before any provisional response, so no CANCEL may be sent; the
+    /// INVITE may still be answered.
+    GaveUp,
 }
 
 /// Runs one target leg to its end.
@@ -140,6 +143,24 @@ pub async fn run(
         Ringing::Failed { state, status, outcome } => {
             calls.set_delivery(info.id, &label, state, status).await;
             cdr(&calls, &info, &label, call_id, started_at, None, outcome, status).await;
+            return;
+        }
+        Ringing::GaveUp => {
+            hang_up_late_answer(calls.clone(), invite, peer, responses);
+            calls
+                .set_delivery(info.id, &label, delivery::UNANSWERED, Some(408))
+                .await;
+            cdr(
+                &calls,
+                &info,
+                &label,
+                call_id,
+                started_at,
+                None,
+                "unanswered",
+                Some(408),
+            )
+            .await;
             return;
         }
     };
@@ -270,6 +291,33 @@ pub async fn run(
         Some(ok.status),
     )
     .await;
+}
+
+/// After giving up on an INVITE that never rang: if it is answered after all, ACK and BYE it
+/// so the target's phone does not stay in a silent call.
+fn hang_up_late_answer(
+    calls: Arc<Calls>,
+    invite: Request,
+    peer: Peer,
+    mut responses: mpsc::UnboundedReceiver<ClientEvent>,
+) {
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+        while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, responses.recv()).await {
+            match ev {
+                ClientEvent::Response(r) if (200..300).contains(&r.status) => {
+                    if let Some(mut dialog) = Dialog::as_uac(&invite, &r, peer, calls.sip_addr()) {
+                        calls.core.send_raw(peer, Bytes::from(dialog.ack(1).to_bytes())).await;
+                        let mut rx = calls.core.send_request(dialog.request(Method::Bye), peer);
+                        while rx.recv().await.is_some() {}
+                    }
+                    return;
+                }
+                ClientEvent::Response(r) if r.status < 200 => {}
+                _ => return,
+            }
+        }
+    });
 }
 
 /// DTMF during playback (SPEC §3): `1` joins the sender (live audio both ways).
@@ -442,7 +490,7 @@ async fn ring(
                 } else {
                     // RFC 3261 §9.1: no provisional yet, so no CANCEL may be sent; the INVITE
                     // client transaction times out on its own (Timer B).
-                    return Ringing::Failed { state: delivery::UNANSWERED, status: Some(408), outcome: "unanswered" };
+                    return Ringing::GaveUp;
                 }
             }
             _ = tokio::time::sleep_until(cancel_deadline), if cancelled => {
