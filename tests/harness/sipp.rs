@@ -12,15 +12,15 @@ use std::collections::HashMap;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tempfile::TempDir;
 
 use crate::paths;
 use crate::ports::{free_port, free_udp_port_block};
-use crate::process::{self, Finished};
+use crate::process;
 
 /// SIPp's own global timeout (`-timeout`).
 pub const SIPP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -41,13 +41,35 @@ pub fn sipp_binary() -> anyhow::Result<PathBuf> {
 #[derive(Clone, Debug)]
 pub struct Sipp {
     scenario: PathBuf,
-    users: Vec<(String, String)>,
+    rows: Vec<Vec<String>>,
     calls: u32,
     rate: Option<u32>,
     tcp: bool,
     trace_msg: bool,
     args: Vec<String>,
     limit: Duration,
+    timeout: Duration,
+    local_ip: String,
+    local_port: Option<u16>,
+    keys: Vec<(String, String)>,
+}
+
+/// A SIPp run started with [`Sipp::spawn`]: SIPp runs in the background
+/// until [`SippRun::wait`]; killed (SIGKILL) if dropped unwaited.
+pub struct SippRun {
+    child: Option<Child>,
+    scenario: String,
+    command: String,
+    started: Instant,
+    limit: Duration,
+    stdout: Option<std::thread::JoinHandle<String>>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+    errors: PathBuf,
+    messages: PathBuf,
+    stats: PathBuf,
+    /// The SIP port SIPp listens on (`-p`).
+    pub port: u16,
+    workdir: Option<TempDir>,
 }
 
 /// What a SIPp run produced.
@@ -81,20 +103,61 @@ impl Sipp {
         };
         Sipp {
             scenario,
-            users: Vec::new(),
+            rows: Vec::new(),
             calls: 1,
             rate: None,
             tcp: false,
             trace_msg: true,
             args: Vec::new(),
             limit: SIPP_TIMEOUT + Duration::from_secs(20),
+            timeout: SIPP_TIMEOUT,
+            local_ip: "127.0.0.1".into(),
+            local_port: None,
+            keys: Vec::new(),
         }
     }
 
     /// Injection file rows `NUMBER;PASSWORD` (`[field0]`, `[field1]`),
     /// used in order (SEQUENTIAL).
     pub fn users(mut self, users: &[(&str, &str)]) -> Sipp {
-        self.users = users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect();
+        self.rows = users.iter().map(|(u, p)| vec![u.to_string(), p.to_string()]).collect();
+        self
+    }
+
+    /// Injection file rows with any number of fields (`[field0]`, `[field1]`,
+    /// ...), used in order (SEQUENTIAL).
+    pub fn rows<R: AsRef<[S]>, S: AsRef<str>>(mut self, rows: &[R]) -> Sipp {
+        self.rows = rows
+            .iter()
+            .map(|r| r.as_ref().iter().map(|f| f.as_ref().to_string()).collect())
+            .collect();
+        self
+    }
+
+    /// The local address for SIP and media (`-i` and `-mi`); 127.0.0.1 by
+    /// default.
+    pub fn local_ip(mut self, ip: &str) -> Sipp {
+        self.local_ip = ip.to_string();
+        self
+    }
+
+    /// The local SIP port (`-p`); a free one by default.
+    pub fn local_port(mut self, port: u16) -> Sipp {
+        self.local_port = Some(port);
+        self
+    }
+
+    /// A generic keyword (`-key NAME VALUE`, `[NAME]` in the scenario).
+    pub fn key(mut self, name: &str, value: impl ToString) -> Sipp {
+        self.keys.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// SIPp's global timeout (`-timeout`, with `-timeout_error`); the hard
+    /// process time limit is this plus 20 s.
+    pub fn timeout(mut self, timeout: Duration) -> Sipp {
+        self.timeout = timeout;
+        self.limit = timeout + Duration::from_secs(20);
         self
     }
 
@@ -135,6 +198,12 @@ impl Sipp {
 
     /// Runs it against `target` and waits (bounded) for SIPp to exit.
     pub fn run(&self, target: SocketAddr) -> anyhow::Result<SippOutcome> {
+        self.spawn(target)?.wait()
+    }
+
+    /// Starts SIPp against `target` in the background (a UAS scenario
+    /// waits for calls on [`SippRun::port`]); [`SippRun::wait`] collects it.
+    pub fn spawn(&self, target: SocketAddr) -> anyhow::Result<SippRun> {
         let bin = sipp_binary()?;
         if !self.scenario.is_file() {
             bail!("SIPp scenario {} does not exist", self.scenario.display());
@@ -144,17 +213,18 @@ impl Sipp {
         let errors = dir.join("errors.log");
         let messages = dir.join("messages.log");
         let stats = dir.join("stats.csv");
+        let port = self.local_port.unwrap_or_else(free_port);
         let mut cmd = Command::new(&bin);
         cmd.current_dir(dir)
             .arg(target.to_string())
             .arg("-sf")
             .arg(&self.scenario)
-            .args(["-i", "127.0.0.1"])
-            .args(["-p", &free_port().to_string()])
+            .args(["-i", &self.local_ip, "-mi", &self.local_ip])
+            .args(["-p", &port.to_string()])
             .args(["-mp", &free_udp_port_block(4).to_string()])
             .args(["-cp", &free_port().to_string()])
             .args(["-m", &self.calls.to_string()])
-            .args(["-timeout", &format!("{}s", SIPP_TIMEOUT.as_secs()), "-timeout_error"])
+            .args(["-timeout", &format!("{}s", self.timeout.as_secs()), "-timeout_error"])
             .arg("-nostdin")
             .arg("-trace_err")
             .arg("-error_file")
@@ -165,11 +235,12 @@ impl Sipp {
         if self.trace_msg {
             cmd.arg("-trace_msg").arg("-message_file").arg(&messages);
         }
-        if !self.users.is_empty() {
+        if !self.rows.is_empty() {
             let csv = dir.join("users.csv");
             let mut text = String::from("SEQUENTIAL\n");
-            for (u, p) in &self.users {
-                text.push_str(&format!("{u};{p}\n"));
+            for row in &self.rows {
+                text.push_str(&row.join(";"));
+                text.push('\n');
             }
             fs::write(&csv, text)?;
             cmd.arg("-inf").arg(&csv);
@@ -180,31 +251,91 @@ impl Sipp {
         if let Some(r) = self.rate {
             cmd.args(["-r", &r.to_string()]);
         }
+        for (k, v) in &self.keys {
+            cmd.args(["-key", k, v]);
+        }
         cmd.args(&self.args);
         let command = format!("{cmd:?}");
-        let Finished {
-            status, stdout, stderr, ..
-        } = process::run_bounded(&mut cmd, self.limit)?;
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {command}"))?;
+        let stdout = child.stdout.take().map(drain);
+        let stderr = child.stderr.take().map(drain);
+        Ok(SippRun {
+            child: Some(child),
+            scenario: self
+                .scenario
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            command,
+            started: Instant::now(),
+            limit: self.limit,
+            stdout,
+            stderr,
+            errors,
+            messages,
+            stats,
+            port,
+            workdir: Some(workdir),
+        })
+    }
+}
+
+fn drain(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+impl SippRun {
+    /// Whether SIPp is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Waits for SIPp to exit (at most the run's hard limit, counted from
+    /// the start; killed then) and collects what it produced.
+    pub fn wait(mut self) -> anyhow::Result<SippOutcome> {
+        let mut child = self.child.take().context("SIPp run already collected")?;
+        let left = self.limit.saturating_sub(self.started.elapsed());
+        let status = process::wait_bounded(&mut child, left)?;
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let stdout = self.stdout.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
         let read = |p: &PathBuf| {
             fs::read(p)
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default()
         };
         Ok(SippOutcome {
-            scenario: self
-                .scenario
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            scenario: self.scenario.clone(),
             exit_code: status.and_then(|s| s.code()),
-            command,
+            command: self.command.clone(),
             stdout,
             stderr,
-            errors: read(&errors),
-            messages: read(&messages),
-            stats: parse_stats(&read(&stats)),
-            workdir,
+            errors: read(&self.errors),
+            messages: read(&self.messages),
+            stats: parse_stats(&read(&self.stats)),
+            workdir: self.workdir.take().context("SIPp run already collected")?,
         })
+    }
+}
+
+impl Drop for SippRun {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -174,9 +174,14 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
     let mut beep_tick = tokio::time::interval(Duration::from_millis(20));
     let mut ack_received = false;
     let mut retransmit = calls.settings.t1;
-    let mut next_retransmit = tokio::time::Instant::now() + retransmit;
+    // Timers live outside the loop: the loop runs once per RTP packet and must not create
+    // timers each time.
+    let retransmit_timer = tokio::time::sleep(retransmit);
+    tokio::pin!(retransmit_timer);
     let ack_deadline = tokio::time::Instant::now() + calls.settings.t1 * 64;
-    let record_deadline = tokio::time::Instant::now() + calls.settings.max_message;
+    let record_timer = tokio::time::sleep(calls.settings.max_message);
+    tokio::pin!(record_timer);
+    let mut liveness = tokio::time::interval(Duration::from_secs(1));
     let mut last_rtp = tokio::time::Instant::now();
     let mut first_ts: Option<u32> = None;
     let mut frames: u32 = 0;
@@ -188,7 +193,7 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
                     let _ = endpoint.send(&out.next_audio(neg.payload_type, &frame)).await;
                 }
             }
-            _ = tokio::time::sleep_until(next_retransmit), if !ack_received => {
+            _ = &mut retransmit_timer, if !ack_received => {
                 if tokio::time::Instant::now() >= ack_deadline {
                     tracing::info!(message_id, "no ACK for our 200: ending the call");
                     hangup_by_us = true;
@@ -196,7 +201,7 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
                 }
                 calls.core.send_raw(source, Bytes::from(ok.to_bytes())).await;
                 retransmit = (retransmit * 2).min(calls.settings.t2);
-                next_retransmit = tokio::time::Instant::now() + retransmit;
+                retransmit_timer.as_mut().reset(tokio::time::Instant::now() + retransmit);
             }
             inbound = endpoint.recv() => match inbound {
                 Ok(Inbound::Audio { codec_pt, ts, payload, .. }) if codec_pt == neg.payload_type => {
@@ -239,15 +244,17 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
                 }
                 Some(DialogEvent::Cancelled) | None => {}
             },
-            _ = tokio::time::sleep_until(record_deadline) => {
+            _ = &mut record_timer => {
                 tracing::info!(message_id, "maximum message length reached");
                 hangup_by_us = true;
                 break;
             }
-            _ = tokio::time::sleep_until(last_rtp + RTP_TIMEOUT) => {
-                tracing::info!(message_id, "no RTP from the sender: ending the call");
-                hangup_by_us = true;
-                break;
+            _ = liveness.tick() => {
+                if last_rtp.elapsed() >= RTP_TIMEOUT {
+                    tracing::info!(message_id, "no RTP from the sender: ending the call");
+                    hangup_by_us = true;
+                    break;
+                }
             }
         }
     }
