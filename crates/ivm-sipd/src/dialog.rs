@@ -178,6 +178,15 @@ impl Dialog {
     /// A new request inside the dialog (RFC 3261 §12.2.1.1), with a fresh branch.
     pub fn request(&mut self, method: Method) -> Request {
         self.local_cseq += 1;
+        self.build(method, self.local_cseq)
+    }
+
+    /// The ACK for a 2xx to our INVITE with sequence `cseq` (RFC 3261 §13.2.2.4).
+    pub fn ack(&self, cseq: u32) -> Request {
+        self.build(Method::Ack, cseq)
+    }
+
+    fn build(&self, method: Method, cseq: u32) -> Request {
         let mut req = Request::new(method.clone(), self.remote_target.clone());
         req.headers
             .push(HeaderName::Via, via_value(self.peer, self.local_addr, &new_branch()));
@@ -188,24 +197,7 @@ impl Dialog {
         req.headers.push(HeaderName::From, self.local.clone());
         req.headers.push(HeaderName::To, self.remote.clone());
         req.headers.push(HeaderName::CallId, self.id.call_id.clone());
-        req.headers
-            .push(HeaderName::CSeq, format!("{} {method}", self.local_cseq));
-        req
-    }
-
-    /// The ACK for a 2xx to our INVITE with sequence `cseq` (RFC 3261 §13.2.2.4).
-    pub fn ack(&self, cseq: u32) -> Request {
-        let mut req = Request::new(Method::Ack, self.remote_target.clone());
-        req.headers
-            .push(HeaderName::Via, via_value(self.peer, self.local_addr, &new_branch()));
-        req.headers.push(HeaderName::MaxForwards, "70");
-        for r in &self.route_set {
-            req.headers.push(HeaderName::Route, r.clone());
-        }
-        req.headers.push(HeaderName::From, self.local.clone());
-        req.headers.push(HeaderName::To, self.remote.clone());
-        req.headers.push(HeaderName::CallId, self.id.call_id.clone());
-        req.headers.push(HeaderName::CSeq, format!("{cseq} ACK"));
+        req.headers.push(HeaderName::CSeq, format!("{cseq} {method}"));
         req
     }
 }

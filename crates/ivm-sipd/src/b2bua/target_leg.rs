@@ -104,19 +104,15 @@ pub async fn run(
     let label = dest.label.clone();
     let Some((request_uri, peer)) = route(&calls, &dest) else {
         tracing::info!(message_id = info.id, target = %label, "target not registered");
-        calls
-            .set_delivery(info.id, &label, delivery::UNANSWERED, Some(480))
-            .await;
-        cdr(
-            &calls,
-            &info,
-            &label,
-            String::new(),
+        LegEnd {
+            calls: &calls,
+            info: &info,
+            label: &label,
+            call_id: String::new(),
             started_at,
-            None,
-            "unanswered",
-            Some(480),
-        )
+            answered_at: None,
+        }
+        .record(delivery::UNANSWERED, "unanswered", Some(480))
         .await;
         return;
     };
@@ -134,6 +130,14 @@ pub async fn run(
     let session = SessionVersion::new();
     let invite = build_invite(&calls, &info, &label, request_uri, peer, &endpoint, &session);
     let call_id = String::from_utf8_lossy(crate::sip::SipHeaders::call_id(&invite).unwrap_or_default()).into_owned();
+    let end = |answered_at| LegEnd {
+        calls: &calls,
+        info: &info,
+        label: &label,
+        call_id: call_id.clone(),
+        started_at,
+        answered_at,
+    };
     let mut responses = calls.core.send_request(invite.clone(), peer);
     calls.set_delivery(info.id, &label, delivery::ALERTING, None).await;
 
@@ -141,34 +145,20 @@ pub async fn run(
     let ok = match outcome {
         Ringing::Answered(ok) => ok,
         Ringing::Failed { state, status, outcome } => {
-            calls.set_delivery(info.id, &label, state, status).await;
-            cdr(&calls, &info, &label, call_id, started_at, None, outcome, status).await;
+            end(None).record(state, outcome, status).await;
             return;
         }
         Ringing::GaveUp => {
             hang_up_late_answer(calls.clone(), invite, peer, responses);
-            calls
-                .set_delivery(info.id, &label, delivery::UNANSWERED, Some(408))
-                .await;
-            cdr(
-                &calls,
-                &info,
-                &label,
-                call_id,
-                started_at,
-                None,
-                "unanswered",
-                Some(408),
-            )
-            .await;
+            end(None).record(delivery::UNANSWERED, "unanswered", Some(408)).await;
             return;
         }
     };
     let answered_at = unix_now_ms();
     let Some(mut dialog) = Dialog::as_uac(&invite, &ok, peer, calls.sip_addr()) else {
         tracing::info!(message_id = info.id, target = %label, "2xx without a usable To tag");
-        calls
-            .set_delivery(info.id, &label, delivery::UNANSWERED, Some(ok.status))
+        end(Some(answered_at))
+            .record(delivery::UNANSWERED, "failed", Some(ok.status))
             .await;
         return;
     };
@@ -180,20 +170,9 @@ pub async fn run(
             tracing::info!(message_id = info.id, target = %label, error = %e, "unusable SDP answer");
             let mut rx = calls.core.send_request(dialog.request(Method::Bye), peer);
             tokio::spawn(async move { while rx.recv().await.is_some() {} });
-            calls
-                .set_delivery(info.id, &label, delivery::UNANSWERED, Some(488))
+            end(Some(answered_at))
+                .record(delivery::UNANSWERED, "failed", Some(488))
                 .await;
-            cdr(
-                &calls,
-                &info,
-                &label,
-                call_id,
-                started_at,
-                Some(answered_at),
-                "failed",
-                Some(488),
-            )
-            .await;
             return;
         }
     };
@@ -279,18 +258,7 @@ pub async fn run(
         delivery::UNANSWERED
     };
     tracing::info!(message_id = info.id, target = %label, frames = pacer.listener().position(), state, "target leg ended");
-    calls.set_delivery(info.id, &label, state, None).await;
-    cdr(
-        &calls,
-        &info,
-        &label,
-        call_id,
-        started_at,
-        Some(answered_at),
-        "answered",
-        Some(ok.status),
-    )
-    .await;
+    end(Some(answered_at)).record(state, "answered", Some(ok.status)).await;
 }
 
 /// After giving up on an INVITE that never rang: if it is answered after all, ACK and BYE it
@@ -519,29 +487,32 @@ fn cancel_of(invite: &Request) -> Request {
     req
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn cdr(
-    calls: &Calls,
-    info: &MessageInfo,
-    target: &str,
+/// What a finished target leg leaves behind: its delivery state and its CDR.
+struct LegEnd<'a> {
+    calls: &'a Calls,
+    info: &'a MessageInfo,
+    label: &'a str,
     call_id: String,
     started_at: i64,
     answered_at: Option<i64>,
-    outcome: &str,
-    status: Option<u16>,
-) {
-    calls
-        .write_cdr(Cdr {
-            message_id: Some(info.id),
-            leg: "target".into(),
-            call_id,
-            caller: info.sender.clone(),
-            callee: target.to_owned(),
-            started_at,
-            answered_at,
-            ended_at: unix_now_ms(),
-            outcome: outcome.into(),
-            sip_status: status,
-        })
-        .await;
+}
+
+impl LegEnd<'_> {
+    async fn record(self, state: &'static str, outcome: &str, status: Option<u16>) {
+        self.calls.set_delivery(self.info.id, self.label, state, status).await;
+        self.calls
+            .write_cdr(Cdr {
+                message_id: Some(self.info.id),
+                leg: "target".into(),
+                call_id: self.call_id,
+                caller: self.info.sender.clone(),
+                callee: self.label.to_owned(),
+                started_at: self.started_at,
+                answered_at: self.answered_at,
+                ended_at: unix_now_ms(),
+                outcome: outcome.into(),
+                sip_status: status,
+            })
+            .await;
+    }
 }
