@@ -4,6 +4,7 @@
 //! subscribers on every authentication, so a change is seen at once.
 
 pub mod cdrs;
+pub mod mailbox;
 pub mod messages;
 pub mod registrations;
 pub mod subscribers;
@@ -118,6 +119,15 @@ const MIGRATIONS: &[&str] = &[
         outcome TEXT NOT NULL,
         sip_status INTEGER
     );",
+    // 4: notification rules per subscriber; mailbox folders and notification marks per delivery
+    "ALTER TABLE subscribers ADD COLUMN notify TEXT NOT NULL DEFAULT 'sms,callerid,mwi';
+    ALTER TABLE subscribers ADD COLUMN store_forward TEXT NOT NULL DEFAULT 'call';
+    ALTER TABLE subscribers ADD COLUMN unsolicited_mwi INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE deliveries ADD COLUMN folder TEXT NOT NULL DEFAULT 'new';
+    ALTER TABLE deliveries ADD COLUMN heard_at INTEGER;
+    ALTER TABLE deliveries ADD COLUMN notified_at INTEGER;
+    ALTER TABLE deliveries ADD COLUMN forwarded_at INTEGER;
+    CREATE INDEX deliveries_by_target ON deliveries (target, folder);",
 ];
 
 /// Opens (creating when needed) the database of a data directory and migrates its schema.
