@@ -14,16 +14,26 @@
 //!   Digest computation.
 //! * [`sipp`]: running a SIPp scenario and collecting its verdict.
 //! * [`process`]: running a child process with a time limit.
+//! * [`rtp`]: a UDP port that records the RTP sent to it (a target's ear).
+//! * [`audio`]: the test audio files, G.711, WAV reading.
+//! * [`ivm`]: the IVM call rig (trunks, SIPp targets and callers, the
+//!   `messages`/`cdr` admin commands).
 //!
 //! Nothing here builds the server: run `cargo build --release -p ivm-sipd`
 //! first (`./test.sh` does).
 
+#[path = "harness/audio.rs"]
+pub mod audio;
+#[path = "harness/ivm.rs"]
+pub mod ivm;
 #[path = "harness/paths.rs"]
 pub mod paths;
 #[path = "harness/ports.rs"]
 pub mod ports;
 #[path = "harness/process.rs"]
 pub mod process;
+#[path = "harness/rtp.rs"]
+pub mod rtp;
 #[path = "harness/server.rs"]
 pub mod server;
 #[path = "harness/sip.rs"]
@@ -34,7 +44,7 @@ pub mod sipp;
 pub use ports::{free_port, free_udp_port_block};
 pub use server::{Registration, Server};
 pub use sip::{SipResponse, UdpClient};
-pub use sipp::{Sipp, SippOutcome, sipp};
+pub use sipp::{Sipp, SippOutcome, SippRun, sipp};
 
 use std::time::{Duration, Instant};
 

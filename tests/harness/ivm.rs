@@ -127,8 +127,15 @@ impl Target {
     /// `recv_timeout` and exits after one call. Returns once SIPp holds
     /// its port.
     pub fn start(scenario: &str, port: u16, law: Law, recv_timeout: Duration) -> anyhow::Result<Target> {
+        Target::start_calls(scenario, port, law, recv_timeout, 1)
+    }
+
+    /// Like [`Target::start`], for `calls` calls (all streaming to the one
+    /// sink, told apart by SSRC).
+    pub fn start_calls(scenario: &str, port: u16, law: Law, recv_timeout: Duration, calls: u32) -> anyhow::Result<Target> {
         let sink = RtpSink::bind()?;
         let run = Sipp::new(scenario)
+            .calls(calls)
             .local_port(port)
             .key("rtp_port", sink.port())
             .key("rtp_ip", "127.0.0.1")
@@ -138,7 +145,17 @@ impl Target {
             .timeout(recv_timeout + Duration::from_secs(20))
             // A UAS needs no remote address; SIPp wants one anyway.
             .spawn(std::net::SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)))?;
-        wait_udp_bound(port, Duration::from_secs(5)).with_context(|| format!("SIPp {scenario} did not bind"))?;
+        let mut run = run;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).is_ok() {
+            if !run.is_running() {
+                bail!("SIPp {scenario} exited at start:\n{}", run.wait()?.report());
+            }
+            if Instant::now() >= deadline {
+                bail!("SIPp {scenario} did not bind UDP 127.0.0.1:{port} within 5 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         Ok(Target { port, sink, law, run })
     }
 

@@ -429,6 +429,71 @@ impl SippOutcome {
     }
 }
 
+/// One message of a `-trace_msg` log.
+#[derive(Clone, Debug)]
+pub struct TraceEntry {
+    /// Seconds since midnight (the log's clock).
+    pub time: f64,
+    /// True for a message SIPp received, false for one it sent.
+    pub received: bool,
+    /// The SIP message's first line (`INVITE sip:...`, `SIP/2.0 200 OK`).
+    pub first_line: String,
+    /// The whole message.
+    pub text: String,
+}
+
+impl TraceEntry {
+    /// The value of the first header `name` (case-insensitive), if any.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.text.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Splits a SIPp `-trace_msg` log into its messages.
+pub fn parse_trace(log: &str) -> Vec<TraceEntry> {
+    let mut entries = Vec::new();
+    for block in log.split("----------------------------------------------- ").skip(1) {
+        let mut lines = block.lines();
+        let stamp = lines.next().unwrap_or_default();
+        let time = stamp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|t| {
+                let mut parts = t.split(':');
+                let h: f64 = parts.next()?.parse().ok()?;
+                let m: f64 = parts.next()?.parse().ok()?;
+                let s: f64 = parts.next()?.parse().ok()?;
+                Some(h * 3600.0 + m * 60.0 + s)
+            })
+            .unwrap_or(0.0);
+        let what = lines.next().unwrap_or_default();
+        let received = what.contains("received");
+        let text: Vec<&str> = lines.skip_while(|l| l.trim().is_empty()).collect();
+        entries.push(TraceEntry {
+            time,
+            received,
+            first_line: text.first().map(|l| l.trim().to_string()).unwrap_or_default(),
+            text: text.join("\n"),
+        });
+    }
+    entries
+}
+
+impl SippOutcome {
+    /// The `-trace_msg` log as messages.
+    pub fn trace(&self) -> Vec<TraceEntry> {
+        parse_trace(&self.messages)
+    }
+
+    /// The first message received whose first line starts with `start`.
+    pub fn received(&self, start: &str) -> Option<TraceEntry> {
+        self.trace().into_iter().find(|e| e.received && e.first_line.starts_with(start))
+    }
+}
+
 fn tail(s: &str, lines: usize) -> String {
     let all: Vec<&str> = s.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

@@ -9,6 +9,7 @@ pub mod endpoint;
 pub mod fanout;
 pub mod fragment_store;
 pub mod port_pool;
+pub mod prompt;
 pub mod rtp;
 pub mod sdp;
 pub mod tone;

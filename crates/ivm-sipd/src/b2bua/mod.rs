@@ -5,6 +5,7 @@
 //! never delays the recording or another target. `sender_leg` and `target_leg` own the two
 //! kinds of leg; this module owns what they share.
 
+pub mod playback;
 pub mod sender_leg;
 pub mod target_leg;
 

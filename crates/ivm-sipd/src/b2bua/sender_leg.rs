@@ -16,6 +16,7 @@ use ivm_media::sdp::{self, SessionVersion};
 use ivm_media::tone;
 use tokio::sync::mpsc;
 
+use super::playback::Audio;
 use super::target_leg::{self, Destination, MessageInfo};
 use super::{CODECS, Calls, StoreFrames};
 use crate::dial_plan::{Service, Target};
@@ -163,7 +164,7 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
     });
     for dest in destinations {
         let (calls, handle, info, to_sender) = (calls.clone(), handle.clone(), info.clone(), to_sender_tx.clone());
-        tokio::spawn(async move { target_leg::run(calls, info, handle, dest, to_sender).await });
+        tokio::spawn(async move { target_leg::run(calls, info, Audio::Live(handle), dest, to_sender).await });
     }
     drop(to_sender_tx);
 

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ivm_media::endpoint::{Inbound, RtpEndpoint};
-use ivm_media::fanout::{Pacer, StreamHandle};
 use ivm_media::rtp::OutboundStream;
 use ivm_media::sdp::{self, Direction, SessionVersion};
 use tokio::sync::mpsc;
 
+use super::playback::{Audio, Player};
 use super::sender_leg::ToSender;
 use super::{CODECS, Calls, TELEPHONE_EVENT_PT};
 use crate::dialog::{Dialog, DialogEvent, new_tag, via_value};
@@ -80,7 +80,7 @@ impl Destination {
 }
 
 /// How the INVITE ended.
-enum Ringing {
+pub(crate) enum Ringing {
     Answered(crate::sip::Response),
     Failed {
         state: &'static str,
@@ -96,7 +96,7 @@ enum Ringing {
 pub async fn run(
     calls: Arc<Calls>,
     info: Arc<MessageInfo>,
-    stream: StreamHandle,
+    audio: Audio,
     dest: Destination,
     to_sender: ToSender,
 ) {
@@ -128,7 +128,9 @@ pub async fn run(
         }
     };
     let session = SessionVersion::new();
-    let invite = build_invite(&calls, &info, &label, request_uri, peer, &endpoint, &session);
+    let from = Caller { user: &info.sender, display: &info.sender };
+    let subject = format!("IVM message {} from {}", info.id, info.sender);
+    let invite = build_invite(&calls, from, &label, request_uri, peer, &endpoint, &session, &subject, info.ptt);
     let call_id = String::from_utf8_lossy(crate::sip::SipHeaders::call_id(&invite).unwrap_or_default()).into_owned();
     let end = |answered_at| LegEnd {
         calls: &calls,
@@ -141,7 +143,7 @@ pub async fn run(
     let mut responses = calls.core.send_request(invite.clone(), peer);
     calls.set_delivery(info.id, &label, delivery::ALERTING, None).await;
 
-    let outcome = ring(&calls, &invite, peer, &mut responses).await;
+    let outcome = ring(&calls, &invite, peer, &mut responses, calls.settings.ring_timeout).await;
     let ok = match outcome {
         Ringing::Answered(ok) => ok,
         Ringing::Failed { state, status, outcome } => {
@@ -181,8 +183,11 @@ pub async fn run(
     let (events_tx, mut events) = mpsc::unbounded_channel();
     calls.dialogs.insert(dialog.id.clone(), events_tx);
 
-    let lag = stream.frames();
-    let state = if lag > LIVE_LAG_FRAMES && !stream.is_finished() || stream.is_finished() && lag > 0 {
+    let behind = match &audio {
+        Audio::Live(s) => s.frames(),
+        Audio::Stored { frames, .. } => *frames,
+    };
+    let state = if !audio.is_live() || behind > LIVE_LAG_FRAMES {
         delivery::CATCHING_UP
     } else {
         delivery::LIVE
@@ -190,23 +195,23 @@ pub async fn run(
     calls.set_delivery(info.id, &label, state, Some(ok.status)).await;
 
     // Stream the message from its first frame.
-    let source_codec = stream.codec();
-    let mut pacer = Pacer::new(stream.listen(), calls.settings.catch_up_speed);
+    let source_codec = audio.codec();
+    let mut player = Player::new(audio, calls.fragments.clone(), calls.settings.catch_up_speed);
     let mut out = OutboundStream::new();
     let mut joined = false;
     let mut complete = false;
     let mut they_hung_up = false;
     loop {
         tokio::select! {
-            frame = pacer.next() => match frame {
+            frame = player.next() => match frame {
                 Some(f) => {
-                    let payload = if source_codec == neg.codec { f.payload.to_vec() } else { source_codec.transcode(neg.codec, &f.payload) };
+                    let payload = if source_codec == neg.codec { f.to_vec() } else { source_codec.transcode(neg.codec, &f) };
                     let _ = endpoint.send(&out.next_audio(neg.payload_type, &payload)).await;
                 }
                 None => { complete = true; break; }
             },
             inbound = endpoint.recv() => match inbound {
-                Ok(Inbound::Dtmf(d)) => on_digit(d, &mut joined, &mut pacer, &stream, &calls, &label, info.id),
+                Ok(Inbound::Dtmf(d)) => on_digit(d, &mut joined, &mut player, &label, info.id),
                 Ok(Inbound::Audio { codec_pt, payload, .. }) if joined && codec_pt == neg.payload_type => {
                     let audio = if source_codec == neg.codec { payload } else { Bytes::from(neg.codec.transcode(source_codec, &payload)) };
                     let _ = to_sender.try_send(audio);
@@ -222,7 +227,7 @@ pub async fn run(
                     }
                     Method::Info => {
                         if let Some(d) = info_digit(&request.body) {
-                            on_digit(d, &mut joined, &mut pacer, &stream, &calls, &label, info.id);
+                            on_digit(d, &mut joined, &mut player, &label, info.id);
                         }
                         calls.answer(&key, &request, request.response(200, None, ""), source);
                     }
@@ -257,13 +262,13 @@ pub async fn run(
     } else {
         delivery::UNANSWERED
     };
-    tracing::info!(message_id = info.id, target = %label, frames = pacer.listener().position(), state, "target leg ended");
+    tracing::info!(message_id = info.id, target = %label, frames = player.position(), state, "target leg ended");
     end(Some(answered_at)).record(state, "answered", Some(ok.status)).await;
 }
 
 /// After giving up on an INVITE that never rang: if it is answered after all, ACK and BYE it
 /// so the target's phone does not stay in a silent call.
-fn hang_up_late_answer(
+pub(crate) fn hang_up_late_answer(
     calls: Arc<Calls>,
     invite: Request,
     peer: Peer,
@@ -289,12 +294,11 @@ fn hang_up_late_answer(
 }
 
 /// DTMF during playback (SPEC §3): `1` joins the sender (live audio both ways).
-fn on_digit(d: char, joined: &mut bool, pacer: &mut Pacer, stream: &StreamHandle, calls: &Calls, label: &str, id: i64) {
+fn on_digit(d: char, joined: &mut bool, player: &mut Player, label: &str, id: i64) {
     tracing::info!(message_id = id, target = %label, digit = %d, "DTMF from target");
-    if d == '1' && !*joined && !stream.is_finished() {
+    // From now on the target hears the sender as it speaks (while the sender is on the line).
+    if d == '1' && !*joined && player.jump_to_live() {
         *joined = true;
-        // From now on the target hears the sender as it speaks.
-        *pacer = Pacer::new(stream.listen_from(stream.frames()), calls.settings.catch_up_speed);
     }
 }
 
@@ -315,7 +319,7 @@ fn info_digit(body: &[u8]) -> Option<char> {
 }
 
 /// The Request-URI and next hop of a destination.
-fn route(calls: &Calls, dest: &Destination) -> Option<(Uri, Peer)> {
+pub(crate) fn route(calls: &Calls, dest: &Destination) -> Option<(Uri, Peer)> {
     match &dest.kind {
         DestinationKind::Subscriber => {
             let now = crate::store::unix_now();
@@ -358,14 +362,24 @@ fn route(calls: &Calls, dest: &Destination) -> Option<(Uri, Peer)> {
     }
 }
 
-fn build_invite(
+/// Who an outbound INVITE is from: the user part and display name of its From.
+pub(crate) struct Caller<'a> {
+    pub user: &'a str,
+    pub display: &'a str,
+}
+
+/// An outbound INVITE with our SDP offer.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn build_invite(
     calls: &Calls,
-    info: &MessageInfo,
+    from: Caller<'_>,
     label: &str,
     request_uri: Uri,
     peer: Peer,
     endpoint: &RtpEndpoint,
     session: &SessionVersion,
+    subject: &str,
+    ptt: bool,
 ) -> Request {
     let local = calls.sip_addr();
     let to_uri = match &request_uri {
@@ -379,8 +393,8 @@ fn build_invite(
         HeaderName::From,
         format!(
             "{} <sip:{}@{}>;tag={}",
-            crate::sip::scan::quote(&info.sender),
-            info.sender,
+            crate::sip::scan::quote(from.display),
+            from.user,
             calls.settings.domain,
             new_tag()
         ),
@@ -391,11 +405,8 @@ fn build_invite(
     req.headers.push(HeaderName::CSeq, "1 INVITE");
     req.headers.push(HeaderName::Contact, format!("<sip:ivm@{local}>"));
     req.headers.push(HeaderName::Allow, crate::uas_core::ALLOW);
-    req.headers.push(
-        HeaderName::Subject,
-        format!("IVM message {} from {}", info.id, info.sender),
-    );
-    if info.ptt {
+    req.headers.push(HeaderName::Subject, subject.to_owned());
+    if ptt {
         // SPEC §4.7: the headers desk phones honour to answer on the speaker at once.
         req.headers.push(
             HeaderName::Other("Call-Info".into()),
@@ -418,17 +429,18 @@ fn build_invite(
 }
 
 /// Waits for the INVITE's final response; CANCELs it at the ring timeout.
-async fn ring(
+pub(crate) async fn ring(
     calls: &Calls,
     invite: &Request,
     peer: Peer,
     responses: &mut mpsc::UnboundedReceiver<ClientEvent>,
+    ring_timeout: Duration,
 ) -> Ringing {
-    let ring_deadline = tokio::time::Instant::now() + calls.settings.ring_timeout;
+    let ring_deadline = tokio::time::Instant::now() + ring_timeout;
     let mut cancelled = false;
     let mut provisional = false;
     let mut cancel_rx: Option<mpsc::UnboundedReceiver<ClientEvent>> = None;
-    let cancel_deadline = tokio::time::Instant::now() + calls.settings.ring_timeout + CANCEL_WAIT;
+    let cancel_deadline = tokio::time::Instant::now() + ring_timeout + CANCEL_WAIT;
     loop {
         tokio::select! {
             ev = responses.recv() => match ev {
@@ -471,7 +483,7 @@ async fn ring(
 
 /// The CANCEL of an INVITE we sent (RFC 3261 §9.1): same Request-URI, Call-ID, From, To, CSeq
 /// number, and the INVITE's top Via (same branch).
-fn cancel_of(invite: &Request) -> Request {
+pub(crate) fn cancel_of(invite: &Request) -> Request {
     let mut req = Request::new(Method::Cancel, invite.uri.clone());
     for name in [HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId] {
         if let Some(v) = invite.headers.get(&name) {

@@ -1,0 +1,132 @@
+//! What a leg plays, one 20 ms frame at a time and on time: a message while it is being
+//! recorded (the live stream through a `Pacer`, with catch-up), a stored message (read from
+//! the fragment store a second at a time, off the async threads), and prompts before either.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ivm_media::codec::Codec;
+use ivm_media::fanout::{Pacer, StreamHandle};
+use ivm_media::fragment_store::FragmentStore;
+
+/// Frames read from the store at a time (1 s).
+const WINDOW: u32 = 50;
+
+/// The audio of one message.
+#[derive(Clone)]
+pub enum Audio {
+    /// Still being recorded (or just finished): the live stream.
+    Live(StreamHandle),
+    /// Complete and in the store.
+    Stored { message_id: i64, codec: Codec, frames: u32 },
+}
+
+impl Audio {
+    pub fn codec(&self) -> Codec {
+        match self {
+            Audio::Live(s) => s.codec(),
+            Audio::Stored { codec, .. } => *codec,
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        matches!(self, Audio::Live(s) if !s.is_finished())
+    }
+}
+
+enum Source {
+    Live { stream: StreamHandle, pacer: Pacer },
+    Stored { store: FragmentStore, message_id: i64, frames: u32, next: u32, buffer: VecDeque<Bytes> },
+}
+
+/// Plays prompts, then a message, paced in real time.
+pub struct Player {
+    prompts: VecDeque<Bytes>,
+    source: Source,
+    codec: Codec,
+    catch_up_speed: f64,
+    tick: tokio::time::Interval,
+    played: u32,
+}
+
+impl Player {
+    pub fn new(audio: Audio, store: FragmentStore, catch_up_speed: f64) -> Player {
+        let codec = audio.codec();
+        let source = match audio {
+            Audio::Live(stream) => {
+                let pacer = Pacer::new(stream.listen(), catch_up_speed);
+                Source::Live { stream, pacer }
+            }
+            Audio::Stored { message_id, frames, .. } => {
+                Source::Stored { store, message_id, frames, next: 0, buffer: VecDeque::new() }
+            }
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Player { prompts: VecDeque::new(), source, codec, catch_up_speed, tick, played: 0 }
+    }
+
+    /// Frames (in the message codec) to play before the message.
+    pub fn with_prompts(mut self, frames: Vec<Bytes>) -> Player {
+        self.prompts.extend(frames);
+        self
+    }
+
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// Message frames played so far.
+    pub fn position(&self) -> u32 {
+        self.played
+    }
+
+    /// Skips to what is being recorded now (DTMF 1 joins the sender); false for a stored message.
+    pub fn jump_to_live(&mut self) -> bool {
+        match &mut self.source {
+            Source::Live { stream, pacer } if !stream.is_finished() => {
+                *pacer = Pacer::new(stream.listen_from(stream.frames()), self.catch_up_speed);
+                self.prompts.clear();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The next frame, when it is due; `None` at the end of the message.
+    pub async fn next(&mut self) -> Option<Bytes> {
+        if let Some(p) = self.prompts.pop_front() {
+            self.tick.tick().await;
+            return Some(p);
+        }
+        let frame = match &mut self.source {
+            Source::Live { pacer, .. } => pacer.next().await.map(|f| f.payload),
+            Source::Stored { store, message_id, frames, next, buffer } => {
+                if buffer.is_empty() && *next < *frames {
+                    let (store, id, from, max) = (store.clone(), *message_id, *next, WINDOW.min(*frames - *next));
+                    match tokio::task::spawn_blocking(move || store.read_range(id, from, max)).await {
+                        Ok(Ok(window)) if !window.is_empty() => {
+                            *next += window.len() as u32;
+                            buffer.extend(window);
+                        }
+                        Ok(Err(e)) => tracing::error!(message_id = id, error = %e, "playback: store read failed"),
+                        _ => {}
+                    }
+                    if buffer.is_empty() {
+                        *next = *frames; // nothing more can be read
+                    }
+                }
+                let frame = buffer.pop_front();
+                if frame.is_some() {
+                    self.tick.tick().await;
+                }
+                frame
+            }
+        };
+        if frame.is_some() {
+            self.played += 1;
+        }
+        frame
+    }
+}
