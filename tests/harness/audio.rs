@@ -114,7 +114,11 @@ pub fn read_wav(path: &Path) -> anyhow::Result<Wav> {
         let body = pos + 8;
         let end = body.checked_add(len).filter(|&e| e <= bytes.len());
         let Some(end) = end else {
-            bail!("{}: chunk {:?} runs past the end of the file", path.display(), String::from_utf8_lossy(id));
+            bail!(
+                "{}: chunk {:?} runs past the end of the file",
+                path.display(),
+                String::from_utf8_lossy(id)
+            );
         };
         match id {
             b"fmt " if len >= 16 => fmt = Some((u16_at(body), u16_at(body + 2), u32_at(body + 4), u16_at(body + 14))),

@@ -132,9 +132,31 @@ impl Target {
 
     /// Like [`Target::start`], for `calls` calls (all streaming to the one
     /// sink, told apart by SSRC).
-    pub fn start_calls(scenario: &str, port: u16, law: Law, recv_timeout: Duration, calls: u32) -> anyhow::Result<Target> {
+    pub fn start_calls(
+        scenario: &str,
+        port: u16,
+        law: Law,
+        recv_timeout: Duration,
+        calls: u32,
+    ) -> anyhow::Result<Target> {
+        Target::start_with(scenario, port, law, recv_timeout, calls, &[])
+    }
+
+    /// The general form: `calls` calls and extra `-key NAME VALUE`s.
+    pub fn start_with(
+        scenario: &str,
+        port: u16,
+        law: Law,
+        recv_timeout: Duration,
+        calls: u32,
+        keys: &[(&str, &str)],
+    ) -> anyhow::Result<Target> {
         let sink = RtpSink::bind()?;
-        let run = Sipp::new(scenario)
+        let mut sipp = Sipp::new(scenario);
+        for (k, v) in keys {
+            sipp = sipp.key(k, v);
+        }
+        let run = sipp
             .calls(calls)
             .local_port(port)
             .key("rtp_port", sink.port())
@@ -237,7 +259,9 @@ fn parse_message(v: serde_json::Value) -> anyhow::Result<Message> {
         }
     };
     let int_field = |name: &str| -> anyhow::Result<i64> {
-        v[name].as_i64().with_context(|| format!("field {name:?} is not an integer in {v}"))
+        v[name]
+            .as_i64()
+            .with_context(|| format!("field {name:?} is not an integer in {v}"))
     };
     let deliveries = v["deliveries"]
         .as_array()
@@ -245,8 +269,14 @@ fn parse_message(v: serde_json::Value) -> anyhow::Result<Message> {
         .iter()
         .map(|d| {
             Ok(Delivery {
-                target: d["target"].as_str().with_context(|| format!("delivery without target: {d}"))?.to_string(),
-                state: d["state"].as_str().with_context(|| format!("delivery without state: {d}"))?.to_string(),
+                target: d["target"]
+                    .as_str()
+                    .with_context(|| format!("delivery without target: {d}"))?
+                    .to_string(),
+                state: d["state"]
+                    .as_str()
+                    .with_context(|| format!("delivery without state: {d}"))?
+                    .to_string(),
                 sip_status: d["sip_status"].as_u64().and_then(|s| u16::try_from(s).ok()),
             })
         })
@@ -267,8 +297,8 @@ pub fn list_messages(server: &Server) -> anyhow::Result<Vec<Message>> {
     let out = server.admin_ok(&["messages", "list", "--json"])?;
     let mut messages = Vec::new();
     for line in out.lines().filter(|l| !l.trim().is_empty()) {
-        let v: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("`messages list --json` printed a non-JSON line: {line}"))?;
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("`messages list --json` printed a non-JSON line: {line}"))?;
         messages.push(parse_message(v)?);
     }
     messages.sort_by_key(|m| m.id);
@@ -286,16 +316,20 @@ pub fn wait_messages_settled(server: &Server, n: usize, limit: Duration) -> anyh
     let got = crate::wait_for(limit, "messages complete and deliveries final", || {
         let conn = server.db()?;
         let mut stmt = conn.prepare("SELECT id, state FROM messages ORDER BY id")?;
-        let messages: Vec<(i64, String)> =
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-        let mut stmt = conn.prepare("SELECT message_id, target, state, sip_status FROM deliveries ORDER BY message_id")?;
+        let messages: Vec<(i64, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut stmt =
+            conn.prepare("SELECT message_id, target, state, sip_status FROM deliveries ORDER BY message_id")?;
         let deliveries: Vec<(i64, String, String, Option<i64>)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<Result<_, _>>()?;
         last = format!("messages {messages:?}\ndeliveries {deliveries:?}");
         let done = messages.len() == n
             && messages.iter().all(|(_, s)| s == "complete")
-            && deliveries.iter().all(|(_, _, s, _)| FINAL_DELIVERY_STATES.contains(&s.as_str()));
+            && deliveries
+                .iter()
+                .all(|(_, _, s, _)| FINAL_DELIVERY_STATES.contains(&s.as_str()));
         Ok(done.then_some(()))
     });
     got.with_context(|| format!("the store holds:\n{last}"))
@@ -303,7 +337,9 @@ pub fn wait_messages_settled(server: &Server, n: usize, limit: Duration) -> anyh
 
 /// `ivm-sipd messages export ID --wav FILE` into the server's temp dir.
 pub fn export_wav(server: &Server, id: i64) -> anyhow::Result<Wav> {
-    let path: PathBuf = server.dir().join(format!("message-{id}-{}.wav", crate::sip::unique("")));
+    let path: PathBuf = server
+        .dir()
+        .join(format!("message-{id}-{}.wav", crate::sip::unique("")));
     let file = path.to_string_lossy().into_owned();
     server.admin_ok(&["messages", "export", &id.to_string(), "--wav", &file])?;
     audio::read_wav(&path)

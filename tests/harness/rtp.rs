@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 
@@ -22,6 +22,8 @@ use crate::ports::free_udp_port_block;
 #[derive(Clone, Debug)]
 pub struct RtpPacket {
     pub arrival: Instant,
+    /// The wall clock at arrival (to compare with SIPp's trace times).
+    pub wall: SystemTime,
     pub from: SocketAddr,
     pub marker: bool,
     pub pt: u8,
@@ -54,6 +56,7 @@ impl RtpPacket {
         }
         Some(RtpPacket {
             arrival,
+            wall: SystemTime::now(),
             from,
             marker: data[1] & 0x80 != 0,
             pt: data[1] & 0x7f,
@@ -272,7 +275,11 @@ pub fn first_difference(got: &[u8], want: &[u8]) -> Option<String> {
     if got == want {
         return None;
     }
-    let i = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
+    let i = got
+        .iter()
+        .zip(want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()));
     let frame = i / 160;
     // Where the received bytes at `i` appear in what was sent, if anywhere:
     // tells a shift (lost/duplicated frames) from corruption.
@@ -288,4 +295,23 @@ pub fn first_difference(got: &[u8], want: &[u8]) -> Option<String> {
         got.len(),
         want.len()
     ))
+}
+
+/// Seconds since local midnight of `t`, the clock SIPp's `-trace_msg`
+/// timestamps use (see [`crate::sipp::TraceEntry::time`]).
+pub fn seconds_of_local_day(t: SystemTime) -> f64 {
+    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = libc::time_t::try_from(since.as_secs()).unwrap_or(0);
+    // SAFETY: localtime_r writes only into the `tm` we pass; both pointers
+    // are valid for the call.
+    let offset = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&secs, &mut tm).is_null() {
+            0
+        } else {
+            tm.tm_gmtoff
+        }
+    };
+    let local = since.as_secs_f64() + offset as f64;
+    local.rem_euclid(86_400.0)
 }

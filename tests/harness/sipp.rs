@@ -490,7 +490,9 @@ impl SippOutcome {
 
     /// The first message received whose first line starts with `start`.
     pub fn received(&self, start: &str) -> Option<TraceEntry> {
-        self.trace().into_iter().find(|e| e.received && e.first_line.starts_with(start))
+        self.trace()
+            .into_iter()
+            .find(|e| e.received && e.first_line.starts_with(start))
     }
 }
 

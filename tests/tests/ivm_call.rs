@@ -227,10 +227,18 @@ fn target_answering_at_once_hears_the_whole_message_live() {
     let sender = cdr(&rows, "sender", "1234");
     assert_cdr(sender, "answered", "200", true);
     assert_eq!(sender["caller"], CALLER_NUMBER, "{sender:#?}");
-    assert_eq!(sender["call_id"], invite_call_id(&call), "sender CDR Call-ID = the caller's");
+    assert_eq!(
+        sender["call_id"],
+        invite_call_id(&call),
+        "sender CDR Call-ID = the caller's"
+    );
     let target = cdr(&rows, "target", "1234");
     assert_cdr(target, "answered", "200", true);
-    assert_eq!(target["call_id"], invite_call_id(&t.sipp), "target CDR Call-ID = the target's INVITE");
+    assert_eq!(
+        target["call_id"],
+        invite_call_id(&t.sipp),
+        "target CDR Call-ID = the target's INVITE"
+    );
     let dur: i64 = target["duration_ms"].parse().expect("duration_ms");
     assert!(
         (3500..=6000).contains(&dur),
@@ -242,8 +250,7 @@ fn target_answering_at_once_hears_the_whole_message_live() {
 fn target_answering_after_3s_catches_up_from_the_first_frame() {
     let trunk = one_trunk();
     let server = start_ivm_server(std::slice::from_ref(&trunk), "", &[]).expect("start ivm-sipd");
-    let target =
-        Target::start("ivm_target_answer_late.xml", trunk.port, Law::Pcmu, TARGET_RECV).expect("start target");
+    let target = Target::start("ivm_target_answer_late.xml", trunk.port, Law::Pcmu, TARGET_RECV).expect("start target");
     let started = Instant::now();
     let call = caller("5551234", CALLER_NUMBER).run(server.addr).expect("run caller");
     call.assert_success();
@@ -262,7 +269,12 @@ fn target_answering_after_3s_catches_up_from_the_first_frame() {
     let m = the_message(&server);
     assert_complete_4s_message(&m, CALLER_NUMBER);
     let d = m.delivery("1234").expect("delivery to 1234");
-    assert_eq!((d.state.as_str(), d.sip_status), ("delivered", Some(200)), "{:#}", m.json);
+    assert_eq!(
+        (d.state.as_str(), d.sip_status),
+        ("delivered", Some(200)),
+        "{:#}",
+        m.json
+    );
     assert_wav_is_sent_audio(&server, m.id, &sent);
     let rows = cdrs_of(&server, m.id);
     assert_cdr(cdr(&rows, "target", "1234"), "answered", "200", true);
@@ -287,8 +299,12 @@ fn unanswered_target_is_cancelled_at_the_ring_timeout() {
         "CANCEL came {ring:.2} s after the INVITE; ring_timeout_secs = 4"
     );
     assert_eq!(
-        cancel.header("Via").map(|v| v.split(',').next().unwrap_or_default().to_string()),
-        invite.header("Via").map(|v| v.split(',').next().unwrap_or_default().to_string()),
+        cancel
+            .header("Via")
+            .map(|v| v.split(',').next().unwrap_or_default().to_string()),
+        invite
+            .header("Via")
+            .map(|v| v.split(',').next().unwrap_or_default().to_string()),
         "CANCEL must carry the INVITE's top Via (RFC 3261 §9.1)"
     );
     assert!(
@@ -363,9 +379,11 @@ fn two_targets_each_hear_the_whole_message() {
     // "changes apply to a running server within about a second"
     std::thread::sleep(Duration::from_millis(2000));
     let a = Target::start("ivm_target_answer.xml", pstn.port, Law::Pcmu, TARGET_RECV).expect("start target 1234");
-    let b = Target::start("ivm_target_answer_late.xml", mobile.port, Law::Pcmu, TARGET_RECV)
-        .expect("start target 2345");
-    let call = caller("555*1234*2345", CALLER_NUMBER).run(server.addr).expect("run caller");
+    let b =
+        Target::start("ivm_target_answer_late.xml", mobile.port, Law::Pcmu, TARGET_RECV).expect("start target 2345");
+    let call = caller("555*1234*2345", CALLER_NUMBER)
+        .run(server.addr)
+        .expect("run caller");
     call.assert_success();
     let a = a.finish().expect("target 1234");
     let b = b.finish().expect("target 2345");
@@ -417,7 +435,9 @@ fn registered_subscriber_target_is_called_at_its_contact() {
     t.sipp.assert_success();
     let invite = t.sipp.received("INVITE ").expect("INVITE at the phone");
     assert!(
-        invite.first_line.starts_with(&format!("INVITE sip:1001@127.0.0.1:{phone_port}")),
+        invite
+            .first_line
+            .starts_with(&format!("INVITE sip:1001@127.0.0.1:{phone_port}")),
         "the INVITE should go to the registered Contact: {}",
         invite.first_line
     );
@@ -425,7 +445,12 @@ fn registered_subscriber_target_is_called_at_its_contact() {
     let m = the_message(&server);
     assert_complete_4s_message(&m, CALLER_NUMBER);
     let d = m.delivery("1001").expect("delivery to 1001");
-    assert_eq!((d.state.as_str(), d.sip_status), ("delivered", Some(200)), "{:#}", m.json);
+    assert_eq!(
+        (d.state.as_str(), d.sip_status),
+        ("delivered", Some(200)),
+        "{:#}",
+        m.json
+    );
 }
 
 #[test]
@@ -555,4 +580,163 @@ fn offer_without_a_common_codec_gets_488() {
         list_messages(&server).expect("messages list").is_empty(),
         "no message for a rejected call"
     );
+}
+
+#[test]
+fn caller_hears_the_beep_right_after_the_answer() {
+    let trunk = one_trunk();
+    let server =
+        start_ivm_server(std::slice::from_ref(&trunk), "[calls]\nbeep_ms = 200\n", &[]).expect("start ivm-sipd");
+    let target = Target::start("ivm_target_busy.xml", trunk.port, Law::Pcmu, TARGET_RECV).expect("start target");
+    let ear = ivm_e2e::rtp::RtpSink::bind().expect("caller's RTP sink");
+    let call = Sipp::new("ivm_caller_silent.xml")
+        .local_ip(CALLER_IP)
+        .rows(&[["5551234", CALLER_NUMBER]])
+        .key("rtp_ip", "127.0.0.1")
+        .key("rtp_port", ear.port())
+        .args(&["-d", "1500"])
+        .run(server.addr)
+        .expect("run caller");
+    call.assert_success();
+    target.finish().expect("target").sipp.assert_success();
+
+    let invite_sent = call
+        .trace()
+        .into_iter()
+        .find(|e| !e.received && e.first_line.starts_with("INVITE "))
+        .expect("INVITE in the caller's trace");
+    let ok = call.received("SIP/2.0 200").expect("200 OK at the caller");
+    let answer_ms = (ok.time - invite_sent.time) * 1000.0;
+    assert!(
+        answer_ms < 300.0,
+        "the IVM call should be answered at once: 200 OK after {answer_ms:.0} ms"
+    );
+
+    let packets = ear.settle(Duration::from_millis(300), Duration::from_secs(3));
+    let report = StreamReport::of(&packets, 0);
+    assert_eq!(
+        report.packets,
+        10,
+        "a 200 ms beep is 10 frames of 20 ms: {}",
+        report.summary()
+    );
+    assert_eq!(report.payload_types, vec![0], "{}", report.summary());
+    assert_eq!(report.ssrcs.len(), 1, "{}", report.summary());
+    assert!(report.seq_gaps.is_empty(), "{}", report.summary());
+    let first = ivm_e2e::rtp::seconds_of_local_day(packets[0].wall);
+    let beep_ms = (first - invite_sent.time) * 1000.0;
+    assert!(
+        (0.0..300.0).contains(&beep_ms),
+        "SPEC §1: a beep within 300 ms; the first beep packet came {beep_ms:.0} ms after the INVITE"
+    );
+    // A tone, not silence: the decoded level is well above the noise floor.
+    let samples = audio::decode_ulaw(&report.payload);
+    let rms = (samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / samples.len() as f64).sqrt();
+    assert!(rms > 1000.0, "the beep is too quiet to hear (RMS {rms:.0} of 32767)");
+}
+
+#[test]
+fn target_answering_after_the_caller_hung_up_gets_the_stored_message() {
+    let trunk = one_trunk();
+    let server = start_ivm_server(std::slice::from_ref(&trunk), "", &[]).expect("start ivm-sipd");
+    let target = Target::start("ivm_target_answer_late.xml", trunk.port, Law::Pcmu, TARGET_RECV).expect("start target");
+    // The caller speaks about 1.5 s and hangs up before the target answers at 3 s.
+    let call = Sipp::new("ivm_caller.xml")
+        .local_ip(CALLER_IP)
+        .rows(&[["5551234", CALLER_NUMBER]])
+        .key("audio", format!("{},1,0", audio::sweep_4s_path().display()))
+        .args(&["-d", "1500"])
+        .run(server.addr)
+        .expect("run caller");
+    call.assert_success();
+    let t = target.finish().expect("target");
+    t.sipp.assert_success(); // answered, then the server's BYE after the last frame
+
+    let m = the_message(&server);
+    assert_eq!(m.state, "complete", "{:#}", m.json);
+    assert!(
+        (1200..=1800).contains(&m.duration_ms) && m.duration_ms % 20 == 0,
+        "about 1.5 s recorded, in 20 ms frames: {:#}",
+        m.json
+    );
+    let recorded = usize::try_from(m.duration_ms).expect("duration") / 20 * FRAME_BYTES;
+    let sent = audio::sweep_4s();
+    assert_heard_whole_message(&t, &sent[..recorded], "target answering after the hang-up");
+    assert_wav_is_sent_audio(&server, m.id, &sent[..recorded]);
+    let d = m.delivery("1234").expect("delivery");
+    assert_eq!(d.state, "delivered", "{:#}", m.json);
+}
+
+#[test]
+fn declining_and_unreachable_targets_get_their_delivery_states() {
+    // One IVM to four targets: 603 Decline, 480 Temporarily Unavailable,
+    // 503 Service Unavailable, and a subscriber with no registration.
+    let trunks = [
+        TargetTrunk::new("decline", r"1\d{3}"),
+        TargetTrunk::new("away", r"2\d{3}"),
+        TargetTrunk::new("broken", r"3\d{3}"),
+    ];
+    let server = start_ivm_server(&trunks, "", &[("4001", "pw-4001")]).expect("start ivm-sipd");
+    let codes = ["603 Decline", "480 Temporarily Unavailable", "503 Service Unavailable"];
+    let targets: Vec<Target> = trunks
+        .iter()
+        .zip(codes)
+        .map(|(trunk, status)| {
+            // SIPp reads a response's status code when it loads the scenario
+            // (no -key there), so each code gets its copy of the busy target.
+            let xml = std::fs::read_to_string(ivm_e2e::paths::scenario_dir().join("ivm_target_busy.xml"))
+                .expect("read ivm_target_busy.xml");
+            assert!(xml.contains("SIP/2.0 486 Busy Here"), "ivm_target_busy.xml changed");
+            let path = server.dir().join(format!("ivm_target_{}.xml", &status[..3]));
+            std::fs::write(
+                &path,
+                xml.replace("SIP/2.0 486 Busy Here", &format!("SIP/2.0 {status}")),
+            )
+            .expect("write scenario");
+            Target::start(&path.to_string_lossy(), trunk.port, Law::Pcmu, TARGET_RECV).expect("start target")
+        })
+        .collect();
+    let call = Sipp::new("ivm_caller.xml")
+        .local_ip(CALLER_IP)
+        .rows(&[["555*1001*2001*3001*4001", CALLER_NUMBER]])
+        .key("audio", format!("{},1,0", audio::sweep_4s_path().display()))
+        .args(&["-d", "1500"])
+        .run(server.addr)
+        .expect("run caller");
+    call.assert_success();
+    for t in targets {
+        let t = t.finish().expect("target");
+        t.sipp.assert_success(); // INVITE -> 180 -> final -> ACK, nothing more
+        assert!(t.sink.packets().is_empty(), "a target that declined got RTP");
+    }
+    let m = the_message(&server);
+    let mut got = m.deliveries.clone();
+    got.sort_by(|a, b| a.target.cmp(&b.target));
+    let want = vec![
+        Delivery {
+            target: "1001".into(),
+            state: "rejected".into(),
+            sip_status: Some(603),
+        },
+        Delivery {
+            target: "2001".into(),
+            state: "unanswered".into(),
+            sip_status: Some(480),
+        },
+        Delivery {
+            target: "3001".into(),
+            state: "unanswered".into(),
+            sip_status: Some(503),
+        },
+        Delivery {
+            target: "4001".into(),
+            state: "unanswered".into(),
+            sip_status: Some(480),
+        },
+    ];
+    assert_eq!(got, want, "{:#}", m.json);
+    let rows = cdrs_of(&server, m.id);
+    assert_cdr(cdr(&rows, "target", "1001"), "rejected", "603", false);
+    assert_cdr(cdr(&rows, "target", "2001"), "unanswered", "480", false);
+    assert_cdr(cdr(&rows, "target", "3001"), "unanswered", "503", false);
 }

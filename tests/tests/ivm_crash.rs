@@ -53,10 +53,17 @@ fn sigkill_during_20_recordings_loses_at_most_the_commit_window() {
     let audio_path = server.dir().join("message-12s.ul");
     std::fs::write(&audio_path, &sent).expect("write 12 s audio");
 
-    let target =
-        Target::start_calls("ivm_target_answer.xml", trunk.port, Law::Pcmu, Duration::from_secs(30), 20)
-            .expect("start target");
-    let rows: Vec<[String; 2]> = (0..CALLS).map(|i| ["5551234".to_string(), format!("80{i:02}")]).collect();
+    let target = Target::start_calls(
+        "ivm_target_answer.xml",
+        trunk.port,
+        Law::Pcmu,
+        Duration::from_secs(30),
+        20,
+    )
+    .expect("start target");
+    let rows: Vec<[String; 2]> = (0..CALLS)
+        .map(|i| ["5551234".to_string(), format!("80{i:02}")])
+        .collect();
     let callers = Sipp::new("ivm_caller.xml")
         .local_ip(CALLER_IP)
         .rows(&rows)
@@ -72,7 +79,9 @@ fn sigkill_during_20_recordings_loses_at_most_the_commit_window() {
     wait_for(Duration::from_secs(10), "20 messages recording", || {
         let n: i64 = server
             .db()?
-            .query_row("SELECT COUNT(*) FROM messages WHERE state = 'recording'", [], |r| r.get(0))?;
+            .query_row("SELECT COUNT(*) FROM messages WHERE state = 'recording'", [], |r| {
+                r.get(0)
+            })?;
         Ok((n == i64::try_from(CALLS).unwrap_or(0)).then_some(()))
     })
     .expect("all callers connected");
@@ -81,8 +90,10 @@ fn sigkill_during_20_recordings_loses_at_most_the_commit_window() {
     let pid = server.pid().expect("server pid");
     let killed_at_ms = unix_now_ms();
     assert!(process::signal(pid, libc::SIGKILL), "SIGKILL {pid}");
-    wait_for(Duration::from_secs(5), "ivm-sipd to die", || Ok((!server.is_running()).then_some(())))
-        .expect("server killed");
+    wait_for(Duration::from_secs(5), "ivm-sipd to die", || {
+        Ok((!server.is_running()).then_some(()))
+    })
+    .expect("server killed");
     eprintln!("killed ivm-sipd {:?} after the calls started", started.elapsed());
     drop(callers); // SIPp is killed: its calls cannot finish now
     drop(target);
@@ -90,15 +101,23 @@ fn sigkill_during_20_recordings_loses_at_most_the_commit_window() {
     // Creation times, read from the store as the crash left it.
     let created: Vec<(i64, i64)> = {
         let conn = server.db().expect("db after the crash");
-        let mut stmt = conn.prepare("SELECT id, created_at FROM messages ORDER BY id").expect("prepare");
+        let mut stmt = conn
+            .prepare("SELECT id, created_at FROM messages ORDER BY id")
+            .expect("prepare");
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .expect("query")
             .collect::<Result<_, _>>()
             .expect("rows")
     };
-    assert_eq!(created.len(), CALLS, "messages in the store after the crash: {created:?}");
+    assert_eq!(
+        created.len(),
+        CALLS,
+        "messages in the store after the crash: {created:?}"
+    );
 
-    server.start_again().expect("restart ivm-sipd on the same data directory");
+    server
+        .start_again()
+        .expect("restart ivm-sipd on the same data directory");
     wait_messages_settled(&server, CALLS, Duration::from_secs(15))
         .expect("after recovery every message is complete and no delivery is left in progress");
     let messages = list_messages(&server).expect("messages list --json");
@@ -126,7 +145,7 @@ fn sigkill_during_20_recordings_loses_at_most_the_commit_window() {
             }
         };
         let frames = wav.samples.len() / FRAME_BYTES;
-        lengths.push(frames);
+        lengths.push((frames, sent_before_kill));
         let expected = audio::decode_ulaw(&sent[..wav.samples.len().min(sent.len())]);
         if wav.samples.len() > sent.len() || wav.samples != expected {
             let first = wav.samples.iter().zip(&expected).position(|(a, b)| a != b);
@@ -155,7 +174,7 @@ fn sigkill_during_20_recordings_loses_at_most_the_commit_window() {
             ));
         }
     }
-    eprintln!("frames kept per message after the crash: {lengths:?}");
+    eprintln!("(frames kept, frames sent before the kill) per message: {lengths:?}");
     assert!(
         problems.is_empty(),
         "{} problem(s) after SIGKILL and restart:\n{}",

@@ -222,6 +222,10 @@ pub struct CallsConfig {
     pub max_message_secs: u64,
     /// The most targets of one IVM (after group expansion); more is answered 404.
     pub max_targets: usize,
+    /// How long the smart caller-ID call rings before it is cancelled (a missed call).
+    pub callerid_ring_secs: u64,
+    /// Messages not saved are expired this many days after they were recorded.
+    pub expiry_days: u64,
 }
 
 impl Default for CallsConfig {
@@ -232,6 +236,8 @@ impl Default for CallsConfig {
             beep_ms: 200,
             max_message_secs: 600,
             max_targets: 10,
+            callerid_ring_secs: 8,
+            expiry_days: 30,
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod dial_plan;
 pub mod dialog;
+pub mod notification;
 pub mod registrar;
 pub mod server;
 pub mod sip;

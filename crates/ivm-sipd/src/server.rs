@@ -11,6 +11,7 @@ use crate::b2bua::{CallSettings, Calls};
 use crate::config::Config;
 use crate::dial_plan::DialPlan;
 use crate::dialog::DialogTable;
+use crate::notification::mwi::Mwi;
 use crate::registrar::Registrar;
 use crate::registrar::auth::DigestAuth;
 use crate::sip_core;
@@ -74,6 +75,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await
     .context("starting the call layer")?;
+    let (registered_tx, mut registered) = mpsc::unbounded_channel::<String>();
+    registrar.set_listener(registered_tx);
+    let on_register = calls.clone();
+    tokio::spawn(async move {
+        while let Some(aor) = registered.recv().await {
+            crate::notification::registered(&on_register, &aor);
+        }
+    });
     let uas = Arc::new(UasCore::new(core, registrar, dialogs, calls));
     tracing::info!(udp = %local, tcp = %local, data_dir = %config.storage.data_dir.display(), "ivm-sipd listening");
     core_loop.run(Arc::new(uas), shutdown_signal()).await;
@@ -129,7 +138,15 @@ async fn start_calls(
         media_ip,
         t1: Duration::from_millis(config.sip.t1_ms),
         t2: Duration::from_millis(config.sip.t2_ms),
+        callerid_ring: Duration::from_secs(config.calls.callerid_ring_secs),
     };
+    let mwi = Mwi::start(
+        core.clone(),
+        dialogs.clone(),
+        store.clone(),
+        location.clone(),
+        config.sip.realm.clone(),
+    );
     Ok(Arc::new(Calls {
         core,
         dialogs,
@@ -141,6 +158,9 @@ async fn start_calls(
         fragments,
         ports,
         settings,
+        mwi,
+        sms: None,
+        live: Default::default(),
     }))
 }
 

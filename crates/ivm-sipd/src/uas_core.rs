@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use crate::b2bua::Calls;
 use crate::dialog::{DialogEvent, DialogId, DialogTable};
+use crate::notification::mwi;
 use crate::registrar::Registrar;
+use crate::registrar::auth::AuthOutcome;
 use crate::sip::message::random_token;
 use crate::sip::{HeaderName, Method, Request, Response, SipHeaders, Uri};
 use crate::sip_core::{Dispatcher, SipCore};
@@ -15,7 +17,7 @@ use crate::transaction::TsxKey;
 use crate::transport::Peer;
 
 /// Methods this server implements.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE, INFO, UPDATE";
 /// Option tags of the extensions we support: none yet.
 pub const SUPPORTED: &str = "";
 /// Bodies we understand.
@@ -61,7 +63,15 @@ impl UasCore {
         let tag = random_token(8);
         let allowed = matches!(
             req.method,
-            Method::Invite | Method::Ack | Method::Cancel | Method::Bye | Method::Options | Method::Register
+            Method::Invite
+                | Method::Ack
+                | Method::Cancel
+                | Method::Bye
+                | Method::Options
+                | Method::Register
+                | Method::Subscribe
+                | Method::Info
+                | Method::Update
         );
         if !allowed {
             let status = if matches!(req.method, Method::Other(_)) {
@@ -186,11 +196,53 @@ impl UasCore {
         tokio::spawn(async move {
             let resp = match self.inspect(&request) {
                 Some(resp) => resp,
+                None if request.method == Method::Subscribe => match self.subscribe(&key, &request, source).await {
+                    Some(resp) => resp,
+                    None => return, // the MWI service answers
+                },
                 None => self.answer(&request, source).await,
             };
             log_transaction(&request, &resp, source);
             self.core.respond(key, resp);
         });
+    }
+
+    /// An out-of-dialog SUBSCRIBE: `message-summary` for one's own mailbox goes to the MWI
+    /// service; anything else is refused here.
+    async fn subscribe(&self, key: &TsxKey, req: &Request, source: Peer) -> Option<Response> {
+        let tag = random_token(8);
+        if req
+            .event()
+            .is_none_or(|e| !e.package.eq_ignore_ascii_case(mwi::PACKAGE))
+        {
+            let mut resp = req.response(489, None, &tag);
+            resp.headers.push(HeaderName::AllowEvents, mwi::PACKAGE);
+            return Some(resp);
+        }
+        let aor = req
+            .uri
+            .as_sip()
+            .and_then(|u| u.user_unescaped())
+            .or_else(|| {
+                req.header_to()
+                    .and_then(|t| t.uri.as_sip().and_then(|u| u.user_unescaped()))
+            })
+            .map(|u| String::from_utf8_lossy(&u).into_owned());
+        let Some(aor) = aor else {
+            return Some(req.response(404, Some("Not Found (no mailbox in the Request-URI)"), &tag));
+        };
+        match self.calls.auth.check(req, Some(&aor)).await {
+            Ok(AuthOutcome::Ok(_)) => {
+                self.calls.mwi.subscribe(key.clone(), req.clone(), source, aor);
+                None
+            }
+            Ok(AuthOutcome::Challenge { stale }) => Some(self.calls.auth.challenge(req, stale)),
+            Ok(AuthOutcome::Forbidden) => Some(req.response(403, None, &tag)),
+            Err(e) => {
+                tracing::error!(error = %e, "subscribe: store unavailable");
+                Some(req.response(500, Some("Server Internal Error (store unavailable)"), &tag))
+            }
+        }
     }
 }
 

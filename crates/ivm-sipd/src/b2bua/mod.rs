@@ -9,18 +9,21 @@ pub mod playback;
 pub mod sender_leg;
 pub mod target_leg;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use ivm_media::codec::Codec;
-use ivm_media::fanout::FrameSource;
+use ivm_media::fanout::{FrameSource, StreamHandle};
 use ivm_media::fragment_store::FragmentStore;
 use ivm_media::port_pool::PortPool;
 
-use crate::dial_plan::DialPlan;
+use crate::dial_plan::{DialPlan, RetrievalKind};
 use crate::dialog::DialogTable;
+use crate::notification::mwi::Mwi;
+use crate::notification::sms::SmsGateway;
 use crate::registrar::auth::DigestAuth;
 use crate::registrar::location::LocationService;
 use crate::sip::{Request, Response};
@@ -53,6 +56,8 @@ pub struct CallSettings {
     /// RFC 3261 T1/T2, for 2xx retransmission.
     pub t1: Duration,
     pub t2: Duration,
+    /// How long the smart caller-ID call rings before it is cancelled.
+    pub callerid_ring: Duration,
 }
 
 /// Everything a call needs; shared by every leg task.
@@ -67,6 +72,10 @@ pub struct Calls {
     pub fragments: FragmentStore,
     pub ports: PortPool,
     pub settings: CallSettings,
+    pub mwi: Mwi,
+    pub sms: Option<Arc<dyn SmsGateway>>,
+    /// Messages being recorded now, by id: retrieval and store-and-forward listen live.
+    pub live: Mutex<HashMap<i64, StreamHandle>>,
 }
 
 impl Calls {
@@ -101,8 +110,31 @@ impl Calls {
         }
     }
 
+    /// The retrieval number of a message in this dial plan (`98` + 6-digit id + type 1).
+    pub fn retrieval_number(&self, message_id: i64) -> Option<String> {
+        let id = u32::try_from(message_id.rem_euclid(1_000_000)).ok()?;
+        self.dial_plan.retrieval_number(id, RetrievalKind::Ivm)
+    }
+
+    /// The live stream of a message being recorded.
+    pub fn live_stream(&self, message_id: i64) -> Option<StreamHandle> {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&message_id)
+            .cloned()
+    }
+
+    pub(crate) fn set_live(&self, message_id: i64, stream: Option<StreamHandle>) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        match stream {
+            Some(s) => live.insert(message_id, s),
+            None => live.remove(&message_id),
+        };
+    }
+
     /// The address SIP is reached at (Via, Contact).
-    pub(crate) fn sip_addr(&self) -> SocketAddr {
+    pub fn sip_addr(&self) -> SocketAddr {
         self.core.local_addr()
     }
 }

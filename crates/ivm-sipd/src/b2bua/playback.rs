@@ -36,8 +36,17 @@ impl Audio {
 }
 
 enum Source {
-    Live { stream: StreamHandle, pacer: Pacer },
-    Stored { store: FragmentStore, message_id: i64, frames: u32, next: u32, buffer: VecDeque<Bytes> },
+    Live {
+        stream: StreamHandle,
+        pacer: Pacer,
+    },
+    Stored {
+        store: FragmentStore,
+        message_id: i64,
+        frames: u32,
+        next: u32,
+        buffer: VecDeque<Bytes>,
+    },
 }
 
 /// Plays prompts, then a message, paced in real time.
@@ -58,13 +67,24 @@ impl Player {
                 let pacer = Pacer::new(stream.listen(), catch_up_speed);
                 Source::Live { stream, pacer }
             }
-            Audio::Stored { message_id, frames, .. } => {
-                Source::Stored { store, message_id, frames, next: 0, buffer: VecDeque::new() }
-            }
+            Audio::Stored { message_id, frames, .. } => Source::Stored {
+                store,
+                message_id,
+                frames,
+                next: 0,
+                buffer: VecDeque::new(),
+            },
         };
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Player { prompts: VecDeque::new(), source, codec, catch_up_speed, tick, played: 0 }
+        Player {
+            prompts: VecDeque::new(),
+            source,
+            codec,
+            catch_up_speed,
+            tick,
+            played: 0,
+        }
     }
 
     /// Frames (in the message codec) to play before the message.
@@ -102,7 +122,13 @@ impl Player {
         }
         let frame = match &mut self.source {
             Source::Live { pacer, .. } => pacer.next().await.map(|f| f.payload),
-            Source::Stored { store, message_id, frames, next, buffer } => {
+            Source::Stored {
+                store,
+                message_id,
+                frames,
+                next,
+                buffer,
+            } => {
                 if buffer.is_empty() && *next < *frames {
                     let (store, id, from, max) = (store.clone(), *message_id, *next, WINDOW.min(*frames - *next));
                     match tokio::task::spawn_blocking(move || store.read_range(id, from, max)).await {

@@ -156,6 +156,7 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
         cfg,
         Some(Arc::new(StoreFrames(calls.fragments.clone()))),
     );
+    calls.set_live(message_id, Some(handle.clone()));
     let (to_sender_tx, mut to_sender) = mpsc::channel::<Bytes>(256);
     let info = Arc::new(MessageInfo {
         id: message_id,
@@ -263,6 +264,7 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
     // The message is complete: listeners get the rest, the store flushes the tail.
     writer.finish();
     calls.fragments.finish(message_id);
+    calls.set_live(message_id, None);
     calls.dialogs.remove(&dialog.id);
     let duration_ms = i64::from(frames) * i64::from(ivm_media::codec::FRAME_MS);
     if let Err(e) = calls

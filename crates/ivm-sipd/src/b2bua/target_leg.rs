@@ -93,13 +93,7 @@ pub(crate) enum Ringing {
 }
 
 /// Runs one target leg to its end.
-pub async fn run(
-    calls: Arc<Calls>,
-    info: Arc<MessageInfo>,
-    audio: Audio,
-    dest: Destination,
-    to_sender: ToSender,
-) {
+pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: Destination, to_sender: ToSender) {
     let started_at = unix_now_ms();
     let label = dest.label.clone();
     let Some((request_uri, peer)) = route(&calls, &dest) else {
@@ -128,9 +122,22 @@ pub async fn run(
         }
     };
     let session = SessionVersion::new();
-    let from = Caller { user: &info.sender, display: &info.sender };
+    let from = Caller {
+        user: &info.sender,
+        display: &info.sender,
+    };
     let subject = format!("IVM message {} from {}", info.id, info.sender);
-    let invite = build_invite(&calls, from, &label, request_uri, peer, &endpoint, &session, &subject, info.ptt);
+    let invite = build_invite(
+        &calls,
+        from,
+        &label,
+        request_uri,
+        peer,
+        &endpoint,
+        &session,
+        &subject,
+        info.ptt,
+    );
     let call_id = String::from_utf8_lossy(crate::sip::SipHeaders::call_id(&invite).unwrap_or_default()).into_owned();
     let end = |answered_at| LegEnd {
         calls: &calls,
@@ -501,7 +508,7 @@ pub(crate) fn cancel_of(invite: &Request) -> Request {
 
 /// What a finished target leg leaves behind: its delivery state and its CDR.
 struct LegEnd<'a> {
-    calls: &'a Calls,
+    calls: &'a Arc<Calls>,
     info: &'a MessageInfo,
     label: &'a str,
     call_id: String,
@@ -512,6 +519,12 @@ struct LegEnd<'a> {
 impl LegEnd<'_> {
     async fn record(self, state: &'static str, outcome: &str, status: Option<u16>) {
         self.calls.set_delivery(self.info.id, self.label, state, status).await;
+        match state {
+            delivery::UNANSWERED => crate::notification::missed(self.calls, self.info.id, self.label),
+            delivery::REJECTED => crate::notification::outcome(self.calls, self.info.id, self.label, false),
+            delivery::DELIVERED => crate::notification::outcome(self.calls, self.info.id, self.label, true),
+            _ => {}
+        }
         self.calls
             .write_cdr(Cdr {
                 message_id: Some(self.info.id),

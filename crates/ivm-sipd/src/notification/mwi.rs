@@ -30,7 +30,12 @@ const MAX_EXPIRES: u32 = 86_400;
 const DEFAULT_EXPIRES: u32 = 3600;
 
 enum Command {
-    Subscribe { key: TsxKey, request: Request, source: Peer, aor: String },
+    Subscribe {
+        key: TsxKey,
+        request: Request,
+        source: Peer,
+        aor: String,
+    },
     Changed(String),
     Registered(String),
     Dialog(DialogEvent),
@@ -69,7 +74,15 @@ impl Mwi {
     ) -> Mwi {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (dialog_tx, mut dialog_rx) = mpsc::unbounded_channel();
-        let mut svc = Service { core, dialogs, store, location, domain, dialog_tx, subs: HashMap::new() };
+        let mut svc = Service {
+            core,
+            dialogs,
+            store,
+            location,
+            domain,
+            dialog_tx,
+            subs: HashMap::new(),
+        };
         tokio::spawn(async move {
             let mut sweep = tokio::time::interval(Duration::from_secs(5));
             loop {
@@ -87,7 +100,12 @@ impl Mwi {
 
     /// A new SUBSCRIBE for `aor`'s mailbox, already authenticated.
     pub fn subscribe(&self, key: TsxKey, request: Request, source: Peer, aor: String) {
-        let _ = self.tx.send(Command::Subscribe { key, request, source, aor });
+        let _ = self.tx.send(Command::Subscribe {
+            key,
+            request,
+            source,
+            aor,
+        });
     }
 
     /// The counts of `aor` may have changed.
@@ -112,7 +130,12 @@ pub fn summary_body(account: &str, new: u32, old: u32) -> String {
 impl Service {
     async fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Subscribe { key, request, source, aor } => self.on_subscribe(key, request, source, aor).await,
+            Command::Subscribe {
+                key,
+                request,
+                source,
+                aor,
+            } => self.on_subscribe(key, request, source, aor).await,
             Command::Changed(aor) => self.notify_aor(&aor, true).await,
             Command::Registered(aor) => self.notify_aor(&aor, true).await,
             Command::Dialog(DialogEvent::Request { key, request, source }) => {
@@ -135,13 +158,19 @@ impl Service {
         let expires = Self::granted(&req);
         let mut ok = req.response(200, None, &tag);
         ok.headers.push(HeaderName::Expires, expires.to_string());
-        ok.headers.push(HeaderName::Contact, format!("<sip:ivm@{}>", self.core.local_addr()));
+        ok.headers
+            .push(HeaderName::Contact, format!("<sip:ivm@{}>", self.core.local_addr()));
         crate::uas_core::log_transaction(&req, &ok, source);
         self.core.respond(key, ok);
-        let Some(dialog) = Dialog::as_uas(&req, &tag, source, self.core.local_addr()) else { return };
+        let Some(dialog) = Dialog::as_uas(&req, &tag, source, self.core.local_addr()) else {
+            return;
+        };
         let id = dialog.id.clone();
-        let mut sub =
-            Subscription { aor, dialog, expires_at: tokio::time::Instant::now() + Duration::from_secs(expires.into()) };
+        let mut sub = Subscription {
+            aor,
+            dialog,
+            expires_at: tokio::time::Instant::now() + Duration::from_secs(expires.into()),
+        };
         self.send_notify(&mut sub, expires == 0).await;
         if expires > 0 {
             self.dialogs.insert(id.clone(), self.dialog_tx.clone());
@@ -191,14 +220,26 @@ impl Service {
 
     async fn send_notify(&self, sub: &mut Subscription, terminated: bool) {
         let (new, old) = self.counts(&sub.aor).await;
-        let remaining = sub.expires_at.saturating_duration_since(tokio::time::Instant::now()).as_secs();
-        let state =
-            if terminated { "terminated;reason=timeout".to_owned() } else { format!("active;expires={remaining}") };
+        let remaining = sub
+            .expires_at
+            .saturating_duration_since(tokio::time::Instant::now())
+            .as_secs();
+        let state = if terminated {
+            "terminated;reason=timeout".to_owned()
+        } else {
+            format!("active;expires={remaining}")
+        };
         let mut notify = sub.dialog.request(Method::Notify);
         notify.headers.push(HeaderName::Event, PACKAGE);
-        notify.headers.push(HeaderName::Other("Subscription-State".into()), state);
-        notify.headers.push(HeaderName::Contact, format!("<sip:ivm@{}>", self.core.local_addr()));
-        notify.headers.push(HeaderName::ContentType, "application/simple-message-summary");
+        notify
+            .headers
+            .push(HeaderName::Other("Subscription-State".into()), state);
+        notify
+            .headers
+            .push(HeaderName::Contact, format!("<sip:ivm@{}>", self.core.local_addr()));
+        notify
+            .headers
+            .push(HeaderName::ContentType, "application/simple-message-summary");
         notify.body = Bytes::from(summary_body(&self.account(&sub.aor), new, old));
         tracing::info!(aor = %sub.aor, new, old, "mwi: NOTIFY");
         send_and_forget(&self.core, notify, sub.dialog.peer);
@@ -206,7 +247,12 @@ impl Service {
 
     /// NOTIFY every subscription of `aor`, and its contacts when it wants unsolicited MWI.
     async fn notify_aor(&mut self, aor: &str, unsolicited: bool) {
-        let ids: Vec<DialogId> = self.subs.iter().filter(|(_, s)| s.aor == aor).map(|(id, _)| id.clone()).collect();
+        let ids: Vec<DialogId> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.aor == aor)
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in ids {
             if let Some(mut sub) = self.subs.remove(&id) {
                 self.send_notify(&mut sub, false).await;
@@ -223,18 +269,28 @@ impl Service {
         }
         let (new, old) = self.counts(aor).await;
         for b in self.location.lookup(aor, crate::store::unix_now()) {
-            let Ok(uri) = Uri::parse(b.contact.as_bytes()) else { continue };
-            let peer = Peer { transport: b.transport, addr: b.source };
+            let Ok(uri) = Uri::parse(b.contact.as_bytes()) else {
+                continue;
+            };
+            let peer = Peer {
+                transport: b.transport,
+                addr: b.source,
+            };
             let mut req = Request::new(Method::Notify, uri);
-            req.headers.push(HeaderName::Via, via_value(peer, self.core.local_addr(), &new_branch()));
+            req.headers
+                .push(HeaderName::Via, via_value(peer, self.core.local_addr(), &new_branch()));
             req.headers.push(HeaderName::MaxForwards, "70");
-            req.headers.push(HeaderName::From, format!("<sip:ivm@{}>;tag={}", self.domain, new_tag()));
+            req.headers
+                .push(HeaderName::From, format!("<sip:ivm@{}>;tag={}", self.domain, new_tag()));
             req.headers.push(HeaderName::To, format!("<{}>", self.account(aor)));
-            req.headers.push(HeaderName::CallId, format!("{}@ivm", random_token(12)));
+            req.headers
+                .push(HeaderName::CallId, format!("{}@ivm", random_token(12)));
             req.headers.push(HeaderName::CSeq, "1 NOTIFY");
             req.headers.push(HeaderName::Event, PACKAGE);
-            req.headers.push(HeaderName::Other("Subscription-State".into()), "active");
-            req.headers.push(HeaderName::ContentType, "application/simple-message-summary");
+            req.headers
+                .push(HeaderName::Other("Subscription-State".into()), "active");
+            req.headers
+                .push(HeaderName::ContentType, "application/simple-message-summary");
             req.body = Bytes::from(summary_body(&self.account(aor), new, old));
             tracing::info!(aor, new, old, contact = %b.contact, "mwi: unsolicited NOTIFY");
             send_and_forget(&self.core, req, peer);
@@ -243,7 +299,12 @@ impl Service {
 
     async fn sweep(&mut self) {
         let now = tokio::time::Instant::now();
-        let expired: Vec<DialogId> = self.subs.iter().filter(|(_, s)| s.expires_at <= now).map(|(id, _)| id.clone()).collect();
+        let expired: Vec<DialogId> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.expires_at <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in expired {
             if let Some(mut sub) = self.subs.remove(&id) {
                 self.send_notify(&mut sub, true).await;

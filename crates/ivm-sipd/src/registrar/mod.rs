@@ -25,6 +25,8 @@ pub struct Registrar {
     auth: Arc<DigestAuth>,
     location: Arc<LocationService>,
     store: StoreHandle,
+    /// Told the AOR of every successful registration (MWI, store and forward).
+    listener: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl Registrar {
@@ -41,7 +43,13 @@ impl Registrar {
             auth,
             location: Arc::new(LocationService::from_rows(rows)),
             store,
+            listener: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Where to announce registrations (set once, at start).
+    pub fn set_listener(&self, tx: tokio::sync::mpsc::UnboundedSender<String>) {
+        let _ = self.listener.set(tx);
     }
 
     pub fn location(&self) -> &Arc<LocationService> {
@@ -111,6 +119,12 @@ impl Registrar {
                 tracing::error!(error = %e, aor = %user, "registrar: binding not saved");
                 return req.response(500, Some("Server Internal Error (store unavailable)"), &tag);
             }
+        }
+        if matches!(op, RegisterOp::Update(_))
+            && !current.is_empty()
+            && let Some(tx) = self.listener.get()
+        {
+            let _ = tx.send(user.clone());
         }
         let mut resp = req.response(200, None, &tag);
         for b in &current {

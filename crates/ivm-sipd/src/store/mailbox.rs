@@ -67,11 +67,19 @@ pub fn set_rules(
 ) -> Result<bool, StoreError> {
     for n in notify.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         if !["sms", "callerid", "mwi"].contains(&n) {
-            return Err(StoreError::Invalid { field: "notify", value: n.into(), why: "use sms, callerid, mwi" });
+            return Err(StoreError::Invalid {
+                field: "notify",
+                value: n.into(),
+                why: "use sms, callerid, mwi",
+            });
         }
     }
     if !["call", "notify"].contains(&store_forward) {
-        return Err(StoreError::Invalid { field: "store_forward", value: store_forward.into(), why: "use call or notify" });
+        return Err(StoreError::Invalid {
+            field: "store_forward",
+            value: store_forward.into(),
+            why: "use call or notify",
+        });
     }
     let n = conn.execute(
         "UPDATE subscribers SET notify = ?1, store_forward = ?2, unsolicited_mwi = ?3 WHERE number = ?4",
@@ -87,7 +95,9 @@ pub fn counts(conn: &Connection, target: &str) -> Result<(u32, u32), StoreError>
                 COALESCE(SUM(state = 'heard'), 0)
          FROM deliveries WHERE target = ?1 AND folder != 'deleted'",
     )?;
-    Ok(stmt.query_row([target], |r| Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u32)))?)
+    Ok(stmt.query_row([target], |r| {
+        Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u32))
+    })?)
 }
 
 /// One entry of a mailbox.
@@ -188,7 +198,8 @@ pub fn take_pending(conn: &Connection, target: &str) -> Result<Vec<i64>, StoreEr
          ORDER BY message_id",
     )?;
     let ids: Vec<i64> = stmt.query_map([target], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    let mut mark = conn.prepare_cached("UPDATE deliveries SET forwarded_at = ?1 WHERE message_id = ?2 AND target = ?3")?;
+    let mut mark =
+        conn.prepare_cached("UPDATE deliveries SET forwarded_at = ?1 WHERE message_id = ?2 AND target = ?3")?;
     for id in &ids {
         mark.execute(params![unix_now_ms(), id, target])?;
     }
@@ -203,7 +214,9 @@ pub fn expire(conn: &Connection, max_age_ms: i64) -> Result<Vec<String>, StoreEr
         "SELECT DISTINCT d.target FROM deliveries d JOIN messages m ON m.id = d.message_id
          WHERE m.created_at < ?1 AND d.folder != 'saved' AND d.state != ?2",
     )?;
-    let targets: Vec<String> = stmt.query_map(params![cutoff, EXPIRED], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let targets: Vec<String> = stmt
+        .query_map(params![cutoff, EXPIRED], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     conn.execute(
         "UPDATE deliveries SET state = ?2, updated_at = ?3
          WHERE folder != 'saved' AND state != ?2 AND message_id IN (SELECT id FROM messages WHERE created_at < ?1)",
