@@ -75,6 +75,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await
     .context("starting the call layer")?;
+    crate::notification::start_expiry(calls.clone(), config.calls.expiry_days);
     let (registered_tx, mut registered) = mpsc::unbounded_channel::<String>();
     registrar.set_listener(registered_tx);
     let on_register = calls.clone();

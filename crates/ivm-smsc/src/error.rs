@@ -29,6 +29,9 @@ pub enum SmsError {
     /// The configuration is unusable.
     #[error("invalid SMSC configuration: {0}")]
     InvalidConfig(String),
+    /// A transaction on the outbox failed (the operation was not applied).
+    #[error("SMS outbox: {0}")]
+    Storage(String),
     /// No outbox row has this id.
     #[error("no SMS with outbox id {0}")]
     NotFound(i64),

@@ -6,8 +6,11 @@
 //! kinds of leg; this module owns what they share.
 
 pub mod playback;
+pub mod recorder;
+pub mod retrieval_leg;
 pub mod sender_leg;
 pub mod target_leg;
+pub mod uas_leg;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -8,21 +8,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ivm_media::codec::SAMPLES_PER_FRAME;
-use ivm_media::endpoint::{Inbound, RtpEndpoint};
-use ivm_media::fanout::{self, StreamConfig};
+use ivm_media::endpoint::Inbound;
 use ivm_media::rtp::OutboundStream;
-use ivm_media::sdp::{self, SessionVersion};
 use ivm_media::tone;
 use tokio::sync::mpsc;
 
+use super::Calls;
 use super::playback::Audio;
+use super::recorder::Recorder;
 use super::target_leg::{self, Destination, MessageInfo};
-use super::{CODECS, Calls, StoreFrames};
+use super::uas_leg::{self, InDialog};
 use crate::dial_plan::{Service, Target};
-use crate::dialog::{Dialog, DialogEvent, new_tag};
+use crate::dialog::{DialogEvent, new_tag};
 use crate::registrar::auth::AuthOutcome;
-use crate::sip::{HeaderName, Method, Request, SipHeaders};
+use crate::sip::{Request, SipHeaders};
 use crate::store::cdrs::Cdr;
 use crate::store::messages::{self, NewMessage, unix_now_ms};
 use crate::store::subscribers;
@@ -75,8 +74,8 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
     let dialed = String::from_utf8_lossy(&dialed).into_owned();
     let (ptt, targets) = match calls.dial_plan.resolve(&dialed) {
         Ok(Service::Ivm { ptt, targets, .. }) => (ptt, targets),
-        Ok(Service::Retrieve { .. } | Service::Mailbox) => {
-            return reject(404, "Not Found (message retrieval is not available on this server yet)");
+        Ok(service @ (Service::Retrieve { .. } | Service::Mailbox)) => {
+            return super::retrieval_leg::run(calls, key, req, source, tag, caller, service).await;
         }
         Err(e) => return reject(e.status(), &e.reason()),
     };
@@ -88,31 +87,12 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
         }
     }
 
-    // Media.
-    let offer = match sdp::parse(&req.body) {
-        Ok(o) => o,
-        Err(e) => return reject(488, &format!("Not Acceptable Here ({e})")),
+    // Media, the message, and the answer.
+    let media = match uas_leg::prepare_media(&calls, &req).await {
+        Ok(m) => m,
+        Err((status, reason)) => return reject(status, &reason),
     };
-    let neg = match sdp::negotiate(&offer, &CODECS) {
-        Ok(n) => n,
-        Err(e) => return reject(e.sip_status(), &format!("Not Acceptable Here ({e})")),
-    };
-    let endpoint = match calls.ports.bind(calls.settings.media_ip).await.map(RtpEndpoint::new) {
-        Ok(Ok(ep)) => Arc::new(ep),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "call: RTP endpoint failed");
-            return reject(503, "Service Unavailable (no RTP port)");
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "call: no RTP port");
-            return reject(503, "Service Unavailable (no RTP port)");
-        }
-    };
-    endpoint.set_remote(neg.remote);
-    endpoint.set_telephone_event(neg.telephone_event);
-    let codec = neg.codec;
-
-    // The message.
+    let codec = media.neg.codec;
     let call_id = String::from_utf8_lossy(req.call_id().unwrap_or_default()).into_owned();
     let new = NewMessage {
         sender: caller.clone(),
@@ -128,35 +108,14 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
             return reject(500, "Server Internal Error (store unavailable)");
         }
     };
-
-    // Answer at once.
-    let session = SessionVersion::new();
-    let mut ok = req.response(200, None, &tag);
-    ok.headers
-        .push(HeaderName::Contact, format!("<sip:ivm@{}>", calls.sip_addr()));
-    ok.headers.push(HeaderName::Allow, crate::uas_core::ALLOW);
-    ok.headers.push(HeaderName::ContentType, "application/sdp");
-    ok.body = Bytes::from(sdp::answer(endpoint.local_addr(), &neg, &session));
-    let Some(mut dialog) = Dialog::as_uas(&req, &tag, source, calls.sip_addr()) else {
+    let Some(mut call) = uas_leg::answer(&calls, &key, &req, source, &tag, media) else {
         return reject(400, "Bad Request (cannot form a dialog)");
     };
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    calls.dialogs.insert(dialog.id.clone(), events_tx);
-    calls.answer(&key, &req, ok.clone(), source);
     tracing::info!(message_id, sender = %caller, dialed = %dialed, targets = destinations.len(), codec = codec.name(), "IVM call answered");
     let answered_at = unix_now_ms();
 
     // The stream every listener reads, and the targets.
-    let cfg = StreamConfig {
-        ring_frames: calls.settings.ring_frames,
-    };
-    let (writer, handle) = fanout::stream(
-        message_id,
-        codec,
-        cfg,
-        Some(Arc::new(StoreFrames(calls.fragments.clone()))),
-    );
-    calls.set_live(message_id, Some(handle.clone()));
+    let mut recorder = Recorder::start(&calls, message_id, codec);
     let (to_sender_tx, mut to_sender) = mpsc::channel::<Bytes>(256);
     let info = Arc::new(MessageInfo {
         id: message_id,
@@ -164,97 +123,68 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
         ptt,
     });
     for dest in destinations {
-        let (calls, handle, info, to_sender) = (calls.clone(), handle.clone(), info.clone(), to_sender_tx.clone());
-        tokio::spawn(async move { target_leg::run(calls, info, Audio::Live(handle), dest, to_sender).await });
+        let (calls, audio, info, to_sender) = (
+            calls.clone(),
+            Audio::Live(recorder.handle()),
+            info.clone(),
+            to_sender_tx.clone(),
+        );
+        tokio::spawn(async move { target_leg::run(calls, info, audio, dest, to_sender).await });
     }
     drop(to_sender_tx);
 
-    // Beep, then record.
+    // Beep, then record until the sender hangs up.
+    let endpoint = call.media.endpoint.clone();
+    let pt = call.media.neg.payload_type;
     let mut out = OutboundStream::new();
-    let beep = tone::beep(codec, calls.settings.beep_ms, 1000);
-    let mut beep_frames = beep.into_iter();
+    let mut beep = tone::beep(codec, calls.settings.beep_ms, 1000).into_iter();
     let mut beep_tick = tokio::time::interval(Duration::from_millis(20));
-    let mut ack_received = false;
-    let mut retransmit = calls.settings.t1;
-    // Timers live outside the loop: the loop runs once per RTP packet and must not create
-    // timers each time.
-    let retransmit_timer = tokio::time::sleep(retransmit);
-    tokio::pin!(retransmit_timer);
-    let ack_deadline = tokio::time::Instant::now() + calls.settings.t1 * 64;
+    // Timers live outside the loop: it runs once per RTP packet.
     let record_timer = tokio::time::sleep(calls.settings.max_message);
     tokio::pin!(record_timer);
     let mut liveness = tokio::time::interval(Duration::from_secs(1));
     let mut last_rtp = tokio::time::Instant::now();
-    let mut first_ts: Option<u32> = None;
-    let mut frames: u32 = 0;
-    let mut hangup_by_us = false;
+    let mut hangup_by_us = true;
+    let ack_timeout = call.ack_timeout();
     loop {
         tokio::select! {
-            _ = beep_tick.tick(), if beep_frames.len() > 0 => {
-                if let Some(frame) = beep_frames.next() {
-                    let _ = endpoint.send(&out.next_audio(neg.payload_type, &frame)).await;
+            _ = beep_tick.tick(), if beep.len() > 0 => {
+                if let Some(frame) = beep.next() {
+                    let _ = endpoint.send(&out.next_audio(pt, &frame)).await;
                 }
-            }
-            _ = &mut retransmit_timer, if !ack_received => {
-                if tokio::time::Instant::now() >= ack_deadline {
-                    tracing::info!(message_id, "no ACK for our 200: ending the call");
-                    hangup_by_us = true;
-                    break;
-                }
-                calls.core.send_raw(source, Bytes::from(ok.to_bytes())).await;
-                retransmit = (retransmit * 2).min(calls.settings.t2);
-                retransmit_timer.as_mut().reset(tokio::time::Instant::now() + retransmit);
             }
             inbound = endpoint.recv() => match inbound {
-                Ok(Inbound::Audio { codec_pt, ts, payload, .. }) if codec_pt == neg.payload_type => {
+                Ok(Inbound::Audio { codec_pt, ts, payload, .. }) if codec_pt == pt => {
                     last_rtp = tokio::time::Instant::now();
-                    let base = *first_ts.get_or_insert(ts);
-                    let index = ts.wrapping_sub(base) / SAMPLES_PER_FRAME as u32;
-                    if index > frames.saturating_add(50 * 60) {
-                        continue; // a timestamp jump of over a minute: not our stream
-                    }
-                    writer.push_at(index, payload.clone());
-                    calls.fragments.append(message_id, codec, index, payload);
-                    frames = frames.max(index + 1);
+                    recorder.on_audio(&calls, ts, payload);
                 }
                 Ok(_) => last_rtp = tokio::time::Instant::now(),
                 Err(e) => tracing::debug!(error = %e, "sender RTP receive error"),
             },
             Some(audio) = to_sender.recv() => {
-                let _ = endpoint.send(&out.next_audio(neg.payload_type, &audio)).await;
+                let _ = endpoint.send(&out.next_audio(pt, &audio)).await;
             }
-            event = events.recv() => match event {
-                Some(DialogEvent::Ack(_)) => ack_received = true,
+            event = call.events.recv() => match event {
+                Some(DialogEvent::Ack(_)) => call.acked(),
                 Some(DialogEvent::Request { key, request, source }) => {
-                    match request.method {
-                        Method::Bye => {
-                            calls.answer(&key, &request, request.response(200, None, ""), source);
-                            break;
-                        }
-                        Method::Invite | Method::Update => {
-                            // Hold, resume or session refresh: keep the media as it is.
-                            let mut resp = request.response(200, None, "");
-                            resp.headers.push(HeaderName::Contact, format!("<sip:ivm@{}>", calls.sip_addr()));
-                            if request.method == Method::Invite || !request.body.is_empty() {
-                                resp.headers.push(HeaderName::ContentType, "application/sdp");
-                                resp.body = ok.body.clone();
-                            }
-                            calls.answer(&key, &request, resp, source);
-                        }
-                        _ => calls.answer(&key, &request, request.response(200, None, ""), source),
+                    if let InDialog::Hangup = call.on_request(&calls, &key, &request, source) {
+                        hangup_by_us = false;
+                        break;
                     }
                 }
                 Some(DialogEvent::Cancelled) | None => {}
             },
+            _ = ack_timeout.notified() => {
+                tracing::info!(message_id, "no ACK for our 200: ending the call");
+                break;
+            }
             _ = &mut record_timer => {
                 tracing::info!(message_id, "maximum message length reached");
-                hangup_by_us = true;
                 break;
             }
             _ = liveness.tick() => {
                 if last_rtp.elapsed() >= RTP_TIMEOUT {
                     tracing::info!(message_id, "no RTP from the sender: ending the call");
-                    hangup_by_us = true;
                     break;
                 }
             }
@@ -262,11 +192,8 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
     }
 
     // The message is complete: listeners get the rest, the store flushes the tail.
-    writer.finish();
-    calls.fragments.finish(message_id);
-    calls.set_live(message_id, None);
-    calls.dialogs.remove(&dialog.id);
-    let duration_ms = i64::from(frames) * i64::from(ivm_media::codec::FRAME_MS);
+    let frames = recorder.frames();
+    let duration_ms = recorder.finish(&calls);
     if let Err(e) = calls
         .store
         .run(move |conn| messages::complete(conn, message_id, duration_ms))
@@ -276,18 +203,17 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
     }
     tracing::info!(message_id, frames, duration_ms, "IVM message recorded");
     if hangup_by_us {
-        let bye = dialog.request(Method::Bye);
-        let mut rx = calls.core.send_request(bye, source);
-        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        call.hang_up(&calls);
+    } else {
+        calls.dialogs.remove(&call.dialog.id);
     }
-    let callee = dialed;
     calls
         .write_cdr(Cdr {
             message_id: Some(message_id),
             leg: "sender".into(),
             call_id,
             caller,
-            callee,
+            callee: dialed,
             started_at,
             answered_at: Some(answered_at),
             ended_at: unix_now_ms(),
@@ -298,7 +224,7 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
 }
 
 /// Where a dial plan target goes: a subscriber's registered phones, a trunk, or an IP address.
-async fn resolve_target(calls: &Calls, t: &Target) -> Option<Destination> {
+pub(crate) async fn resolve_target(calls: &Calls, t: &Target) -> Option<Destination> {
     let number = match t {
         Target::Ip(ip) => return Some(Destination::ip(*ip)),
         Target::Number(n) | Target::User(n) => n.clone(),

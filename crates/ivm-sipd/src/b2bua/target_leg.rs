@@ -233,7 +233,7 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
                         break;
                     }
                     Method::Info => {
-                        if let Some(d) = info_digit(&request.body) {
+                        if let Some(d) = super::uas_leg::info_digit(&request.body) {
                             on_digit(d, &mut joined, &mut player, &label, info.id);
                         }
                         calls.answer(&key, &request, request.response(200, None, ""), source);
@@ -307,22 +307,6 @@ fn on_digit(d: char, joined: &mut bool, player: &mut Player, label: &str, id: i6
     if d == '1' && !*joined && player.jump_to_live() {
         *joined = true;
     }
-}
-
-/// The digit of a SIP INFO body (`application/dtmf-relay` `Signal=1`, or `application/dtmf` `1`).
-fn info_digit(body: &[u8]) -> Option<char> {
-    let text = String::from_utf8_lossy(body);
-    for line in text.lines() {
-        if let Some(v) = line
-            .trim()
-            .strip_prefix("Signal=")
-            .or_else(|| line.trim().strip_prefix("Signal ="))
-        {
-            return v.trim().chars().next();
-        }
-    }
-    let t = text.trim();
-    if t.len() == 1 { t.chars().next() } else { None }
 }
 
 /// The Request-URI and next hop of a destination.

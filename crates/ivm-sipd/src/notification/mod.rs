@@ -83,3 +83,23 @@ pub fn is_phone_number(s: &str) -> bool {
     let digits = s.strip_prefix('+').unwrap_or(s);
     digits.len() >= 6 && digits.len() <= 15 && digits.bytes().all(|b| b.is_ascii_digit())
 }
+
+/// Expires unsaved messages older than `days`, checking every hour; MWI follows.
+pub fn start_expiry(calls: Arc<Calls>, days: u64) {
+    let max_age_ms = i64::try_from(days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            match calls.store.run(move |conn| mailbox::expire(conn, max_age_ms)).await {
+                Ok(targets) => {
+                    for t in targets {
+                        tracing::info!(target = %t, "messages expired");
+                        calls.mwi.changed(&t);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "expiry failed"),
+            }
+        }
+    });
+}

@@ -174,6 +174,20 @@ pub fn digest_secrets(conn: &Connection, number: &str) -> Result<Option<DigestSe
         .optional()?)
 }
 
+/// The subscriber a caller is: its number, or the subscriber whose MSISDN it is (a leading `+`
+/// or `00` ignored).
+pub fn owner_of(conn: &Connection, caller: &str) -> Result<Option<String>, StoreError> {
+    let norm = caller.trim_start_matches('+').trim_start_matches("00");
+    Ok(conn
+        .query_row(
+            "SELECT number FROM subscribers WHERE number = ?1
+             OR ltrim(ltrim(msisdn, '+'), '0') = ltrim(?2, '0') ORDER BY number = ?1 DESC LIMIT 1",
+            params![caller, norm],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 /// Imports a CSV file with the header `number,password,name,msisdn,pin` (the last three may be
 /// empty) in one transaction: either every row is added or none, and an error names the line.
 pub fn import_csv(conn: &mut Connection, path: &Path, realm: &str) -> Result<usize, StoreError> {
