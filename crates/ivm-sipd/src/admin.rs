@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use crate::cli::{CdrCommand, MessagesCommand, SubscriberCommand, TrunkCommand};
 use crate::config::Config;
-use crate::store::{self, cdrs, messages, subscribers, trunks};
+use crate::store::{self, cdrs, mailbox, messages, subscribers, trunks};
 use crate::trunk::TrunkSpec;
 
 /// One line of `trunk list --json`.
@@ -121,6 +121,19 @@ pub fn subscriber_command(config: &Config, cmd: SubscriberCommand) -> anyhow::Re
                 realm,
             )?;
             println!("added subscriber {number}");
+        }
+        SubscriberCommand::Rules {
+            number,
+            notify,
+            store_forward,
+            unsolicited_mwi,
+        } => {
+            if !mailbox::set_rules(&conn, &number, &notify, &store_forward, unsolicited_mwi)? {
+                anyhow::bail!("no subscriber {number}");
+            }
+            println!(
+                "subscriber {number}: notify={notify} store_forward={store_forward} unsolicited_mwi={unsolicited_mwi}"
+            );
         }
         SubscriberCommand::List { json } => {
             for s in subscribers::list(&conn)? {

@@ -104,6 +104,19 @@ pub enum SubscriberCommand {
     Remove { number: String },
     /// Import subscribers from CSV (header: number,password,name,msisdn,pin).
     Import { file: PathBuf },
+    /// Set how a subscriber learns about missed messages.
+    Rules {
+        number: String,
+        /// Channels for a missed message: a comma list of sms, callerid, mwi (empty: none).
+        #[arg(long, default_value = "sms,callerid,mwi")]
+        notify: String,
+        /// On registering again with pending messages: `call` (call and play them) or `notify`.
+        #[arg(long, default_value = "call")]
+        store_forward: String,
+        /// Also send MWI NOTIFYs to its registered phones without a subscription.
+        #[arg(long)]
+        unsolicited_mwi: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
