@@ -18,6 +18,10 @@
 //! * [`audio`]: the test audio files, G.711, WAV reading.
 //! * [`ivm`]: the IVM call rig (trunks, SIPp targets and callers, the
 //!   `messages`/`cdr` admin commands).
+//! * [`phone`]: a scriptable SIP phone over UDP (register, call, INFO and
+//!   RFC 4733 keys, answers INVITEs by plan, records what it receives).
+//! * [`notify`]: delivery rows, subscriber rules, prompts and locating the
+//!   message audio in what a phone heard (notification/retrieval tests).
 //!
 //! Nothing here builds the server: run `cargo build --release -p ivm-sipd`
 //! first (`./test.sh` does).
@@ -26,8 +30,12 @@
 pub mod audio;
 #[path = "harness/ivm.rs"]
 pub mod ivm;
+#[path = "harness/notify.rs"]
+pub mod notify;
 #[path = "harness/paths.rs"]
 pub mod paths;
+#[path = "harness/phone.rs"]
+pub mod phone;
 #[path = "harness/ports.rs"]
 pub mod ports;
 #[path = "harness/process.rs"]

@@ -78,13 +78,19 @@ pub fn decode_alaw(bytes: &[u8]) -> Vec<i16> {
     bytes.iter().copied().map(alaw_to_linear).collect()
 }
 
-/// Whether an A-law sample is as close to a linear one as A-law can be
-/// (half its quantisation step, plus a μ-law step of slack): tells a correct
-/// μ-law → A-law conversion from raw μ-law bytes labelled as A-law.
+/// Whether an A-law sample is the linear one converted (see [`g711_close`]):
+/// tells a correct μ-law → A-law conversion from raw μ-law bytes labelled as
+/// A-law.
 pub fn alaw_close_to(alaw: u8, linear: i16) -> bool {
-    let got = i32::from(alaw_to_linear(alaw));
-    let want = i32::from(linear);
-    (got - want).abs() <= 16 + want.abs() / 16
+    g711_close(alaw_to_linear(alaw), linear)
+}
+
+/// Whether two linear samples are the same sound up to one G.711 quantisation
+/// step (μ-law and A-law steps are about 1/16 of the magnitude, and 16 near 0):
+/// tells a correct law conversion from wrong bytes.
+pub fn g711_close(got: i16, want: i16) -> bool {
+    let (got, want) = (i32::from(got), i32::from(want));
+    (got - want).abs() <= 32 + want.abs() / 8
 }
 
 /// A 16-bit PCM WAV file.

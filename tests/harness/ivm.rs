@@ -38,15 +38,26 @@ pub struct TargetTrunk {
     pub name: String,
     pub route: String,
     pub port: u16,
+    /// `transport = "tcp"` (else UDP).
+    pub tcp: bool,
 }
 
 impl TargetTrunk {
-    /// A trunk with a fresh free port.
+    /// A UDP trunk with a fresh free port (free for UDP and TCP).
     pub fn new(name: &str, route: &str) -> TargetTrunk {
         TargetTrunk {
             name: name.to_string(),
             route: route.to_string(),
             port: free_port(),
+            tcp: false,
+        }
+    }
+
+    /// The same over TCP.
+    pub fn tcp(name: &str, route: &str) -> TargetTrunk {
+        TargetTrunk {
+            tcp: true,
+            ..TargetTrunk::new(name, route)
         }
     }
 }
@@ -56,7 +67,7 @@ impl TargetTrunk {
 /// a port handed to SIPp or a sink).
 pub fn rtp_port_range(pairs: u16) -> String {
     let base = free_udp_port_block(pairs * 2 + 1);
-    let first = if base % 2 == 0 { base } else { base + 1 };
+    let first = if base.is_multiple_of(2) { base } else { base + 1 };
     format!("{first}-{}", first + pairs * 2 - 1)
 }
 
@@ -69,8 +80,11 @@ pub fn ivm_config(targets: &[TargetTrunk], rtp_pairs: u16, extra: &str) -> anyho
     );
     for t in targets {
         toml.push_str(&format!(
-            "\n[[trunk]]\nname = \"{}\"\naddress = \"127.0.0.1:{}\"\nroutes = ['{}']\n",
-            t.name, t.port, t.route
+            "\n[[trunk]]\nname = \"{}\"\naddress = \"127.0.0.1:{}\"\ntransport = \"{}\"\nroutes = ['{}']\n",
+            t.name,
+            t.port,
+            if t.tcp { "tcp" } else { "udp" },
+            t.route
         ));
     }
     crate::server::merge_toml(&toml, extra)
@@ -130,6 +144,11 @@ impl Target {
         Target::start_calls(scenario, port, law, recv_timeout, 1)
     }
 
+    /// Like [`Target::start`], listening on TCP (`-t t1`) for a TCP trunk.
+    pub fn start_tcp(scenario: &str, port: u16, law: Law, recv_timeout: Duration) -> anyhow::Result<Target> {
+        Target::start_with(scenario, port, law, recv_timeout, 1, &[], true)
+    }
+
     /// Like [`Target::start`], for `calls` calls (all streaming to the one
     /// sink, told apart by SSRC).
     pub fn start_calls(
@@ -139,10 +158,11 @@ impl Target {
         recv_timeout: Duration,
         calls: u32,
     ) -> anyhow::Result<Target> {
-        Target::start_with(scenario, port, law, recv_timeout, calls, &[])
+        Target::start_with(scenario, port, law, recv_timeout, calls, &[], false)
     }
 
-    /// The general form: `calls` calls and extra `-key NAME VALUE`s.
+    /// The general form: `calls` calls, extra `-key NAME VALUE`s, UDP or
+    /// TCP.
     pub fn start_with(
         scenario: &str,
         port: u16,
@@ -150,11 +170,15 @@ impl Target {
         recv_timeout: Duration,
         calls: u32,
         keys: &[(&str, &str)],
+        tcp: bool,
     ) -> anyhow::Result<Target> {
         let sink = RtpSink::bind()?;
         let mut sipp = Sipp::new(scenario);
         for (k, v) in keys {
             sipp = sipp.key(k, v);
+        }
+        if tcp {
+            sipp = sipp.tcp();
         }
         let run = sipp
             .calls(calls)
@@ -169,7 +193,15 @@ impl Target {
             .spawn(std::net::SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)))?;
         let mut run = run;
         let deadline = Instant::now() + Duration::from_secs(5);
-        while UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).is_ok() {
+        let free = |port| {
+            let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+            if tcp {
+                std::net::TcpListener::bind(addr).is_ok()
+            } else {
+                UdpSocket::bind(addr).is_ok()
+            }
+        };
+        while free(port) {
             if !run.is_running() {
                 bail!("SIPp {scenario} exited at start:\n{}", run.wait()?.report());
             }
@@ -305,8 +337,9 @@ pub fn list_messages(server: &Server) -> anyhow::Result<Vec<Message>> {
     Ok(messages)
 }
 
-/// Delivery states that no longer change by themselves.
-pub const FINAL_DELIVERY_STATES: [&str; 3] = ["delivered", "rejected", "unanswered"];
+/// Delivery states that no longer change by themselves (SPEC §2: an
+/// `unanswered` delivery becomes `notified` once the target was told).
+pub const FINAL_DELIVERY_STATES: [&str; 5] = ["delivered", "rejected", "unanswered", "notified", "heard"];
 
 /// Waits (polling the store read-only) until there are `n` messages, all
 /// `complete`, with every delivery in a final state; the error shows the

@@ -71,6 +71,8 @@ impl RtpPacket {
 /// A UDP port that records the RTP sent to it.
 pub struct RtpSink {
     addr: SocketAddr,
+    /// A handle on the same socket, to send from the sink's address.
+    socket: UdpSocket,
     packets: Arc<Mutex<Vec<RtpPacket>>>,
     /// Datagrams that were not RTP version 2.
     junk: Arc<Mutex<usize>>,
@@ -83,11 +85,12 @@ impl RtpSink {
     /// as RTCP would go there) and starts recording.
     pub fn bind() -> anyhow::Result<RtpSink> {
         let base = free_udp_port_block(3);
-        let port = if base % 2 == 0 { base } else { base + 1 };
+        let port = if base.is_multiple_of(2) { base } else { base + 1 };
         let socket = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
             .with_context(|| format!("bind RTP sink on 127.0.0.1:{port}"))?;
         socket.set_read_timeout(Some(Duration::from_millis(50)))?;
         let addr = socket.local_addr()?;
+        let sender = socket.try_clone()?;
         let packets = Arc::new(Mutex::new(Vec::new()));
         let junk = Arc::new(Mutex::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -108,6 +111,7 @@ impl RtpSink {
         };
         Ok(RtpSink {
             addr,
+            socket: sender,
             packets,
             junk,
             stop,
@@ -121,6 +125,27 @@ impl RtpSink {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Sends one datagram from the sink's own address (so the sink is both
+    /// ends of a phone's media: it hears and speaks on one port).
+    pub fn send_to(&self, datagram: &[u8], to: SocketAddr) -> anyhow::Result<()> {
+        self.socket.send_to(datagram, to).context("send RTP")?;
+        Ok(())
+    }
+
+    /// Waits until a packet arrived (e.g. the server's beep) and returns it.
+    pub fn first_packet(&self, limit: Duration) -> anyhow::Result<RtpPacket> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(p) = self.packets.lock().unwrap_or_else(|e| e.into_inner()).first() {
+                return Ok(p.clone());
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!("no RTP arrived at {} within {limit:?}", self.addr);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Everything received so far, in arrival order.
@@ -160,6 +185,18 @@ impl Drop for RtpSink {
             let _ = t.join();
         }
     }
+}
+
+/// An RTP version 2 packet (no CSRC, no extension, no padding).
+pub fn build_packet(pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(12 + payload.len());
+    p.push(0x80);
+    p.push(pt & 0x7f | if marker { 0x80 } else { 0 });
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
 }
 
 /// What a stream of received packets adds up to.

@@ -288,7 +288,8 @@ impl RtpEndpoint {
             ts: packet.timestamp,
             marker: packet.marker,
             ssrc: packet.ssrc,
-            payload: datagram.slice_ref(packet.payload),
+            // A copy: a slice would pin the whole receive buffer for as long as the frame lives.
+            payload: Bytes::copy_from_slice(packet.payload),
         })
     }
 

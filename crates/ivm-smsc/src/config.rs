@@ -60,7 +60,10 @@ impl SmscConfig {
             return bad("smsc address is empty (expected HOST:PORT)".into());
         }
         if !self.address.contains(':') {
-            return bad(format!("smsc address {:?} has no port (expected HOST:PORT)", self.address));
+            return bad(format!(
+                "smsc address {:?} has no port (expected HOST:PORT)",
+                self.address
+            ));
         }
         for (name, value, max) in [
             ("system_id", &self.system_id, 15),
@@ -102,13 +105,29 @@ mod tests {
     #[test]
     fn default_is_valid_and_bad_values_are_named() {
         assert!(SmscConfig::default().validate().is_ok());
-        let e = SmscConfig { password: "123456789".into(), ..Default::default() }.validate();
+        let e = SmscConfig {
+            password: "123456789".into(),
+            ..Default::default()
+        }
+        .validate();
         assert!(matches!(e, Err(SmsError::InvalidConfig(m)) if m.contains("password")));
-        let e = SmscConfig { window: 0, ..Default::default() }.validate();
+        let e = SmscConfig {
+            window: 0,
+            ..Default::default()
+        }
+        .validate();
         assert!(matches!(e, Err(SmsError::InvalidConfig(m)) if m.contains("window")));
-        let e = SmscConfig { address: "localhost".into(), ..Default::default() }.validate();
+        let e = SmscConfig {
+            address: "localhost".into(),
+            ..Default::default()
+        }
+        .validate();
         assert!(matches!(e, Err(SmsError::InvalidConfig(m)) if m.contains("port")));
-        let e = SmscConfig { source_addr: "TwelveChars!".into(), ..Default::default() }.validate();
+        let e = SmscConfig {
+            source_addr: "TwelveChars!".into(),
+            ..Default::default()
+        }
+        .validate();
         assert!(matches!(e, Err(SmsError::InvalidConfig(m)) if m.contains("source_addr")));
     }
 }

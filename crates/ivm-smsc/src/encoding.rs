@@ -137,7 +137,10 @@ fn gsm_code(c: char) -> Option<GsmChar> {
         }
         return None;
     }
-    GSM_EXTENSION.iter().find(|(g, _)| *g == c).map(|&(_, code)| GsmChar::Extension(code))
+    GSM_EXTENSION
+        .iter()
+        .find(|(g, _)| *g == c)
+        .map(|&(_, code)| GsmChar::Extension(code))
 }
 
 enum GsmChar {
@@ -311,10 +314,16 @@ pub fn encode_message(text: &str, concat_ref: u8, gsm_packed: bool) -> Result<En
                 } else {
                     sm.extend_from_slice(chunk);
                 }
-                EncodedPart { short_message: sm, udhi: concat }
+                EncodedPart {
+                    short_message: sm,
+                    udhi: concat,
+                }
             })
             .collect();
-        return Ok(EncodedMessage { coding: Coding::Gsm7, parts });
+        return Ok(EncodedMessage {
+            coding: Coding::Gsm7,
+            parts,
+        });
     }
     let units: Vec<u16> = text.encode_utf16().collect();
     let chunks = split_ucs2(&units);
@@ -334,10 +343,16 @@ pub fn encode_message(text: &str, concat_ref: u8, gsm_packed: bool) -> Result<En
             for u in *chunk {
                 sm.extend_from_slice(&u.to_be_bytes());
             }
-            EncodedPart { short_message: sm, udhi: concat }
+            EncodedPart {
+                short_message: sm,
+                udhi: concat,
+            }
         })
         .collect();
-    Ok(EncodedMessage { coding: Coding::Ucs2, parts })
+    Ok(EncodedMessage {
+        coding: Coding::Ucs2,
+        parts,
+    })
 }
 
 /// Reads a UDH at the start of `sm`: returns the concatenation info (if any) and the octets after
@@ -351,13 +366,23 @@ pub fn split_udh(sm: &[u8]) -> Option<(Option<Concat>, &[u8])> {
     while i + 2 <= header.len() {
         let iei = header[i];
         let len = usize::from(header[i + 1]);
-        let Some(data) = header.get(i + 2..i + 2 + len) else { break };
+        let Some(data) = header.get(i + 2..i + 2 + len) else {
+            break;
+        };
         match (iei, data) {
             (0x00, [r, total, seq]) => {
-                concat = Some(Concat { reference: u16::from(*r), total: *total, seq: *seq });
+                concat = Some(Concat {
+                    reference: u16::from(*r),
+                    total: *total,
+                    seq: *seq,
+                });
             }
             (0x08, [r1, r2, total, seq]) => {
-                concat = Some(Concat { reference: u16::from_be_bytes([*r1, *r2]), total: *total, seq: *seq });
+                concat = Some(Concat {
+                    reference: u16::from_be_bytes([*r1, *r2]),
+                    total: *total,
+                    seq: *seq,
+                });
             }
             _ => {}
         }
@@ -380,7 +405,10 @@ pub fn decode_short_message(data_coding: u8, esm_class: u8, sm: &[u8]) -> Decode
     };
     let text = match data_coding {
         0x00 => decode_gsm7(body),
-        0x01 => body.iter().map(|&b| if b.is_ascii() { char::from(b) } else { '\u{FFFD}' }).collect(),
+        0x01 => body
+            .iter()
+            .map(|&b| if b.is_ascii() { char::from(b) } else { '\u{FFFD}' })
+            .collect(),
         0x03 => body.iter().map(|&b| char::from(b)).collect(),
         0x08 => decode_ucs2(body),
         dc if dc & 0xF0 == 0xF0 && dc & 0x04 == 0 => decode_gsm7(body),
@@ -414,7 +442,8 @@ mod tests {
         assert_eq!(
             s,
             vec![
-                0x1B, 0x65, 0x1B, 0x3C, 0x1B, 0x3E, 0x1B, 0x28, 0x1B, 0x29, 0x1B, 0x14, 0x1B, 0x3D, 0x1B, 0x2F, 0x1B, 0x40
+                0x1B, 0x65, 0x1B, 0x3C, 0x1B, 0x3E, 0x1B, 0x28, 0x1B, 0x29, 0x1B, 0x14, 0x1B, 0x3D, 0x1B, 0x2F, 0x1B,
+                0x40
             ]
         );
         assert_eq!(decode_gsm7(&s), "€[]{}^~\\|");
@@ -470,7 +499,14 @@ mod tests {
             .collect();
         assert_eq!(joined, text);
         let d = decode_short_message(0, 0x40, &m.parts[1].short_message);
-        assert_eq!(d.concat, Some(Concat { reference: 0x42, total: 2, seq: 2 }));
+        assert_eq!(
+            d.concat,
+            Some(Concat {
+                reference: 0x42,
+                total: 2,
+                seq: 2
+            })
+        );
     }
 
     #[test]
@@ -481,8 +517,11 @@ mod tests {
         assert_eq!(m.parts.len(), 2);
         assert_eq!(m.parts[0].short_message.len(), 6 + 152);
         assert_eq!(&m.parts[1].short_message[6..8], &[0x1B, 0x65]);
-        let joined: String =
-            m.parts.iter().map(|p| decode_short_message(0, 0x40, &p.short_message).text).collect();
+        let joined: String = m
+            .parts
+            .iter()
+            .map(|p| decode_short_message(0, 0x40, &p.short_message).text)
+            .collect();
         assert_eq!(joined, text);
     }
 
@@ -492,7 +531,10 @@ mod tests {
         assert_eq!(m.coding, Coding::Ucs2);
         assert_eq!(m.coding.data_coding(), 8);
         assert_eq!(m.parts.len(), 1);
-        assert_eq!(m.parts[0].short_message, vec![0x04, 0x1F, 0x04, 0x40, 0x04, 0x38, 0x04, 0x32, 0x04, 0x35, 0x04, 0x42]);
+        assert_eq!(
+            m.parts[0].short_message,
+            vec![0x04, 0x1F, 0x04, 0x40, 0x04, 0x38, 0x04, 0x32, 0x04, 0x35, 0x04, 0x42]
+        );
         assert_eq!(decode_short_message(8, 0, &m.parts[0].short_message).text, "Привет");
     }
 
@@ -506,8 +548,11 @@ mod tests {
         assert_eq!(m.parts.len(), 2);
         assert_eq!(m.parts[0].short_message.len(), 6 + 66 * 2);
         assert_eq!(m.parts[1].short_message.len(), 6 + 14 * 2);
-        let joined: String =
-            m.parts.iter().map(|p| decode_short_message(8, 0x40, &p.short_message).text).collect();
+        let joined: String = m
+            .parts
+            .iter()
+            .map(|p| decode_short_message(8, 0x40, &p.short_message).text)
+            .collect();
         assert_eq!(joined, text);
         assert_eq!(count_parts(&"é".repeat(70)), (Coding::Gsm7, 1));
         assert_eq!(count_parts(&"ж".repeat(70)), (Coding::Ucs2, 1));
@@ -530,7 +575,10 @@ mod tests {
     fn rejects_empty_and_too_long() {
         assert_eq!(encode_message("", 0, false), Err(EncodingError::Empty));
         let huge = "a".repeat(153 * 256);
-        assert_eq!(encode_message(&huge, 0, false), Err(EncodingError::TooLong { parts: 256 }));
+        assert_eq!(
+            encode_message(&huge, 0, false),
+            Err(EncodingError::TooLong { parts: 256 })
+        );
     }
 
     #[test]
@@ -543,7 +591,14 @@ mod tests {
         assert_eq!(d.concat, None);
         // 16-bit reference concatenation (IEI 0x08).
         let d = decode_short_message(0, 0x40, &[0x06, 0x08, 0x04, 0x12, 0x34, 0x03, 0x02, 0x41]);
-        assert_eq!(d.concat, Some(Concat { reference: 0x1234, total: 3, seq: 2 }));
+        assert_eq!(
+            d.concat,
+            Some(Concat {
+                reference: 0x1234,
+                total: 3,
+                seq: 2
+            })
+        );
         assert_eq!(d.text, "A");
     }
 }

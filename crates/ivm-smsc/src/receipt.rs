@@ -101,7 +101,14 @@ pub fn message_state_of_stat(stat: &str) -> u8 {
 }
 
 /// Builds a receipt text the way SMSCs do (SMPP 3.4 Appendix B), with `text` cut to 20 chars.
-pub fn format_receipt_text(id: &str, submit: SystemTime, done: SystemTime, stat: &str, err: &str, text: &str) -> String {
+pub fn format_receipt_text(
+    id: &str,
+    submit: SystemTime,
+    done: SystemTime,
+    stat: &str,
+    err: &str,
+    text: &str,
+) -> String {
     let dlvrd = if stat == "DELIVRD" { "001" } else { "000" };
     let snippet: String = text.chars().take(20).collect();
     format!(
@@ -117,7 +124,14 @@ pub fn receipt_date(t: SystemTime) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!("{:02}{:02}{:02}{:02}{:02}", y.rem_euclid(100), m, d, rem / 3600, (rem % 3600) / 60)
+    format!(
+        "{:02}{:02}{:02}{:02}{:02}",
+        y.rem_euclid(100),
+        m,
+        d,
+        rem / 3600,
+        (rem % 3600) / 60
+    )
 }
 
 /// Days since 1970-01-01 to (year, month, day), H. Hinnant's algorithm.
@@ -150,7 +164,11 @@ impl MessageIdKey {
     pub fn new(id: &str) -> MessageIdKey {
         let t = id.trim().to_ascii_lowercase();
         let stripped = t.trim_start_matches('0');
-        let text = if stripped.is_empty() && !t.is_empty() { "0".to_string() } else { stripped.to_string() };
+        let text = if stripped.is_empty() && !t.is_empty() {
+            "0".to_string()
+        } else {
+            stripped.to_string()
+        };
         let dec = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
             u128::from_str_radix(&t, 10).ok().map(|v| v.to_string())
         } else {
@@ -192,7 +210,10 @@ mod tests {
         assert_eq!(r.stat.as_deref(), Some("DELIVRD"));
         assert_eq!(r.err.as_deref(), Some("000"));
         let r = parse_receipt_text("ID:77 Stat:undeliv Err:005").expect("receipt");
-        assert_eq!((r.id.as_str(), r.stat.as_deref(), r.err.as_deref()), ("77", Some("UNDELIV"), Some("005")));
+        assert_eq!(
+            (r.id.as_str(), r.stat.as_deref(), r.err.as_deref()),
+            ("77", Some("UNDELIV"), Some("005"))
+        );
         assert_eq!(parse_receipt_text("hello there"), None);
         assert_eq!(parse_receipt_text("id: stat:DELIVRD"), None);
         // "messageid:" must not be read as "id:".
@@ -202,7 +223,10 @@ mod tests {
     #[test]
     fn maps_stat_words() {
         assert_eq!(outcome_of_stat("DELIVRD", Some("000")), ReceiptOutcome::Delivered);
-        assert_eq!(outcome_of_stat("UNDELIV", Some("001")), ReceiptOutcome::Failed("UNDELIV err:001".into()));
+        assert_eq!(
+            outcome_of_stat("UNDELIV", Some("001")),
+            ReceiptOutcome::Failed("UNDELIV err:001".into())
+        );
         assert_eq!(outcome_of_stat("ENROUTE", None), ReceiptOutcome::Pending);
         assert_eq!(outcome_of_stat("ACCEPTD", None), ReceiptOutcome::Pending);
         assert_eq!(outcome_of_message_state(2), ReceiptOutcome::Delivered);
@@ -229,7 +253,10 @@ mod tests {
         let sub = MessageIdKey::new("0A1B2C");
         assert!(MessageIdKey::new("0a1b2c").matches(&sub), "case");
         assert!(MessageIdKey::new("A1B2C").matches(&sub), "leading zero dropped");
-        assert!(MessageIdKey::new("662316").matches(&sub), "decimal receipt for a hex id");
+        assert!(
+            MessageIdKey::new("662316").matches(&sub),
+            "decimal receipt for a hex id"
+        );
         assert!(MessageIdKey::new("0000662316").matches(&sub), "zero-padded decimal");
         assert!(!MessageIdKey::new("662317").matches(&sub));
 

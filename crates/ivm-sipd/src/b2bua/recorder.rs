@@ -1,7 +1,10 @@
 //! Recording a message: every RTP frame from the speaker goes once into the message's live
 //! fan-out stream and once into the fragment store, placed by its RTP timestamp so lost packets
-//! become silence and every listener stays aligned.
+//! become silence and every listener stays aligned. A small reorder buffer puts packets that
+//! arrive out of order back in sequence; a new SSRC (the far end restarted its stream) continues
+//! the message where it was.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,6 +15,8 @@ use super::{Calls, StoreFrames};
 
 /// A timestamp jump beyond this many frames (a minute) is not our stream.
 const MAX_JUMP_FRAMES: u32 = 50 * 60;
+/// Frames held back waiting for a late packet (60 ms): the reorder window.
+const REORDER_FRAMES: usize = 3;
 
 /// One message being recorded.
 pub struct Recorder {
@@ -19,8 +24,12 @@ pub struct Recorder {
     codec: Codec,
     writer: StreamWriter,
     handle: StreamHandle,
-    first_ts: Option<u32>,
-    frames: u32,
+    /// The SSRC being recorded and the RTP timestamp that maps to frame 0 for it.
+    origin: Option<(u32, u32)>,
+    /// Frames received but not yet written, by index.
+    pending: BTreeMap<u32, Bytes>,
+    /// The next index to write.
+    next: u32,
 }
 
 impl Recorder {
@@ -37,8 +46,9 @@ impl Recorder {
             codec,
             writer,
             handle,
-            first_ts: None,
-            frames: 0,
+            origin: None,
+            pending: BTreeMap::new(),
+            next: 0,
         }
     }
 
@@ -46,28 +56,58 @@ impl Recorder {
         self.handle.clone()
     }
 
-    /// One RTP payload with its timestamp.
-    pub fn on_audio(&mut self, calls: &Calls, ts: u32, payload: Bytes) {
-        let base = *self.first_ts.get_or_insert(ts);
+    /// One RTP payload with its SSRC and timestamp.
+    pub fn on_audio(&mut self, calls: &Calls, ssrc: u32, ts: u32, payload: Bytes) {
+        let highest = self
+            .pending
+            .keys()
+            .next_back()
+            .map_or(self.next, |i| (i + 1).max(self.next));
+        let (stream, base) = *self.origin.get_or_insert((ssrc, ts));
+        let base = if stream == ssrc {
+            base
+        } else {
+            // A new stream continues after everything received so far.
+            let base = ts.wrapping_sub(highest.wrapping_mul(SAMPLES_PER_FRAME as u32));
+            self.origin = Some((ssrc, base));
+            base
+        };
         let index = ts.wrapping_sub(base) / SAMPLES_PER_FRAME as u32;
-        if index > self.frames.saturating_add(MAX_JUMP_FRAMES) {
-            return;
+        if index < self.next || index > highest.saturating_add(MAX_JUMP_FRAMES) {
+            return; // too late (already written) or not plausibly ours
         }
-        self.writer.push_at(index, payload.clone());
-        calls.fragments.append(self.message_id, self.codec, index, payload);
-        self.frames = self.frames.max(index + 1);
+        self.pending.insert(index, payload);
+        self.release(calls, false);
     }
 
+    /// Writes pending frames in order: all that follow on, and, when more than the reorder
+    /// window is waiting (or at the end), past a gap too.
+    fn release(&mut self, calls: &Calls, all: bool) {
+        while let Some((&index, _)) = self.pending.first_key_value() {
+            if index != self.next && !all && self.pending.len() <= REORDER_FRAMES {
+                break;
+            }
+            let Some((index, payload)) = self.pending.pop_first() else {
+                break;
+            };
+            self.writer.push_at(index, payload.clone());
+            calls.fragments.append(self.message_id, self.codec, index, payload);
+            self.next = index + 1;
+        }
+    }
+
+    /// Frames recorded so far.
     pub fn frames(&self) -> u32 {
-        self.frames
+        self.next
     }
 
     /// Ends the recording: listeners get the rest, the store flushes the tail. Returns the
     /// duration in milliseconds.
-    pub fn finish(self, calls: &Calls) -> i64 {
+    pub fn finish(mut self, calls: &Calls) -> i64 {
+        self.release(calls, true);
         self.writer.finish();
         calls.fragments.finish(self.message_id);
         calls.set_live(self.message_id, None);
-        i64::from(self.frames) * i64::from(FRAME_MS)
+        i64::from(self.next) * i64::from(FRAME_MS)
     }
 }

@@ -444,7 +444,7 @@ impl Ivr {
         loop {
             tokio::select! {
                 inbound = self.call.media.endpoint.recv() => match inbound {
-                    Ok(Inbound::Audio { codec_pt, ts, payload, .. }) if codec_pt == pt => recorder.on_audio(&self.calls, ts, payload),
+                    Ok(Inbound::Audio { codec_pt, ssrc, ts, payload, .. }) if codec_pt == pt => recorder.on_audio(&self.calls, ssrc, ts, payload),
                     Ok(Inbound::Dtmf('#')) => break,
                     _ => {}
                 },

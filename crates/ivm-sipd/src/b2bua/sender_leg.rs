@@ -87,12 +87,24 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
         }
     }
 
-    // Media, the message, and the answer.
-    let media = match uas_leg::prepare_media(&calls, &req).await {
-        Ok(m) => m,
-        Err((status, reason)) => return reject(status, &reason),
+    // Answer at once (our offer in the 200 when the INVITE had none), then the message.
+    let mut call = if req.body.is_empty() {
+        match uas_leg::answer_delayed_offer(&calls, &key, &req, source, &tag).await {
+            Ok(call) => call,
+            Err((0, why)) => return tracing::info!(reason = %why, "delayed-offer call ended before media"),
+            Err((status, reason)) => return reject(status, &reason),
+        }
+    } else {
+        let media = match uas_leg::prepare_media(&calls, &req).await {
+            Ok(m) => m,
+            Err((status, reason)) => return reject(status, &reason),
+        };
+        match uas_leg::answer(&calls, &key, &req, source, &tag, media) {
+            Some(call) => call,
+            None => return reject(400, "Bad Request (cannot form a dialog)"),
+        }
     };
-    let codec = media.neg.codec;
+    let codec = call.media.neg.codec;
     let call_id = String::from_utf8_lossy(req.call_id().unwrap_or_default()).into_owned();
     let new = NewMessage {
         sender: caller.clone(),
@@ -105,11 +117,9 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
         Ok(id) => id,
         Err(e) => {
             tracing::error!(error = %e, "call: message not created");
-            return reject(500, "Server Internal Error (store unavailable)");
+            call.hang_up(&calls);
+            return;
         }
-    };
-    let Some(mut call) = uas_leg::answer(&calls, &key, &req, source, &tag, media) else {
-        return reject(400, "Bad Request (cannot form a dialog)");
     };
     tracing::info!(message_id, sender = %caller, dialed = %dialed, targets = destinations.len(), codec = codec.name(), "IVM call answered");
     let answered_at = unix_now_ms();
@@ -154,9 +164,9 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
                 }
             }
             inbound = endpoint.recv() => match inbound {
-                Ok(Inbound::Audio { codec_pt, ts, payload, .. }) if codec_pt == pt => {
+                Ok(Inbound::Audio { codec_pt, ssrc, ts, payload, .. }) if codec_pt == pt => {
                     last_rtp = tokio::time::Instant::now();
-                    recorder.on_audio(&calls, ts, payload);
+                    recorder.on_audio(&calls, ssrc, ts, payload);
                 }
                 Ok(_) => last_rtp = tokio::time::Instant::now(),
                 Err(e) => tracing::debug!(error = %e, "sender RTP receive error"),

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use ivm_media::endpoint::RtpEndpoint;
-use ivm_media::sdp::{self, Negotiated, SessionVersion};
+use ivm_media::sdp::{self, Direction, Negotiated, SessionVersion};
 use tokio::sync::{Notify, mpsc};
 
-use super::{CODECS, Calls};
+use super::{CODECS, Calls, TELEPHONE_EVENT_PT};
 use crate::dialog::{Dialog, DialogEvent};
 use crate::sip::{HeaderName, Method, Request, Response};
 use crate::transaction::TsxKey;
@@ -115,6 +115,110 @@ pub fn answer(
         acked,
         ack_timeout,
     })
+}
+
+/// Answers an INVITE that carried no offer (RFC 3261 §13.2.1, RFC 3264 §5): our offer goes in
+/// the 200 and the caller's answer comes in the ACK. Returns once the ACK arrived with a usable
+/// answer. `Err((0, _))`: the call was answered but ended without media (already hung up);
+/// any other `Err` is the status to refuse the INVITE with.
+pub async fn answer_delayed_offer(
+    calls: &Arc<Calls>,
+    key: &TsxKey,
+    req: &Request,
+    source: Peer,
+    tag: &str,
+) -> Result<Answered, (u16, String)> {
+    let endpoint = match calls.ports.bind(calls.settings.media_ip).await.map(RtpEndpoint::new) {
+        Ok(Ok(ep)) => Arc::new(ep),
+        _ => return Err((503, "Service Unavailable (no RTP port)".into())),
+    };
+    let session = SessionVersion::new();
+    let offer = sdp::offer(
+        endpoint.local_addr(),
+        &CODECS,
+        TELEPHONE_EVENT_PT,
+        Direction::SendRecv,
+        &session,
+    );
+    let mut ok = req.response(200, None, tag);
+    ok.headers
+        .push(HeaderName::Contact, format!("<sip:ivm@{}>", calls.sip_addr()));
+    ok.headers.push(HeaderName::Allow, crate::uas_core::ALLOW);
+    ok.headers.push(HeaderName::ContentType, "application/sdp");
+    ok.body = Bytes::from(offer);
+    let Some(dialog) = Dialog::as_uas(req, tag, source, calls.sip_addr()) else {
+        return Err((400, "Bad Request (cannot form a dialog)".into()));
+    };
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    calls.dialogs.insert(dialog.id.clone(), events_tx);
+    calls.answer(key, req, ok.clone(), source);
+    let bytes = Bytes::from(ok.to_bytes());
+    let mut interval = calls.settings.t1;
+    let deadline = tokio::time::Instant::now() + calls.settings.t1 * 64;
+    let mut next = tokio::time::Instant::now() + interval;
+    let ack = loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(DialogEvent::Ack(ack)) => break Some(ack),
+                Some(DialogEvent::Request { key, request, source }) if request.method == Method::Bye => {
+                    calls.answer(&key, &request, request.response(200, None, ""), source);
+                    break None;
+                }
+                Some(_) => {}
+                None => break None,
+            },
+            _ = tokio::time::sleep_until(next) => {
+                if tokio::time::Instant::now() >= deadline {
+                    break None;
+                }
+                calls.core.send_raw(source, bytes.clone()).await;
+                interval = (interval * 2).min(calls.settings.t2);
+                next = tokio::time::Instant::now() + interval;
+            }
+        }
+    };
+    let acked = Arc::new(AtomicBool::new(true));
+    let mut call = Answered {
+        media: Media {
+            endpoint: endpoint.clone(),
+            neg: placeholder_negotiated(&endpoint),
+        },
+        ok,
+        dialog,
+        events,
+        acked,
+        ack_timeout: Arc::new(Notify::new()),
+    };
+    let Some(ack) = ack else {
+        call.hang_up(calls);
+        return Err((0, "no ACK".into()));
+    };
+    match sdp::accept_answer(&ack.body, &CODECS, TELEPHONE_EVENT_PT) {
+        Ok(neg) => {
+            endpoint.set_remote(neg.remote);
+            endpoint.set_telephone_event(neg.telephone_event);
+            call.media.neg = neg;
+            Ok(call)
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "delayed offer: no usable answer in the ACK");
+            call.hang_up(calls);
+            Err((0, format!("no usable answer in the ACK ({e})")))
+        }
+    }
+}
+
+/// The negotiated state before the answer is known (replaced as soon as it is).
+fn placeholder_negotiated(endpoint: &RtpEndpoint) -> Negotiated {
+    Negotiated {
+        codec: CODECS[0],
+        payload_type: CODECS[0].payload_type(),
+        telephone_event: None,
+        remote: endpoint.local_addr(),
+        direction: Direction::SendRecv,
+        media_lines: Vec::new(),
+        media_index: 0,
+    }
 }
 
 impl Answered {

@@ -3,8 +3,8 @@
 //! sending over one [`session::Session`] and a thread owns the outbox.
 
 pub(crate) mod pacing;
-pub mod session;
 pub(crate) mod sender;
+pub mod session;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -61,7 +61,13 @@ impl SmsClient {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let task = tokio::spawn(sender::run(cfg, handle.clone(), wake.clone(), shutdown_rx));
         Ok(SmsClient {
-            inner: Arc::new(Inner { outbox: handle, events, wake, shutdown, task: Mutex::new(Some(task)) }),
+            inner: Arc::new(Inner {
+                outbox: handle,
+                events,
+                wake,
+                shutdown,
+                task: Mutex::new(Some(task)),
+            }),
         })
     }
 

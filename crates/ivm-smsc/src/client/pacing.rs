@@ -16,7 +16,10 @@ impl RateLimiter {
     /// `rate_per_sec` 0 means no limit.
     pub fn new(rate_per_sec: u32) -> RateLimiter {
         let interval = (rate_per_sec > 0).then(|| Duration::from_secs(1) / rate_per_sec);
-        RateLimiter { interval, next: Instant::now() }
+        RateLimiter {
+            interval,
+            next: Instant::now(),
+        }
     }
 
     /// Waits for the next send slot.
@@ -85,7 +88,10 @@ mod tests {
             r.acquire().await;
         }
         let took = start.elapsed();
-        assert!(took >= Duration::from_millis(490) && took <= Duration::from_millis(510), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(490) && took <= Duration::from_millis(510),
+            "{took:?}"
+        );
         let mut unlimited = RateLimiter::new(0);
         let start = Instant::now();
         for _ in 0..1000 {

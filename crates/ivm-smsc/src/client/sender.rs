@@ -50,7 +50,10 @@ impl Drop for RowGuard {
 
 /// Runs until `shutdown` turns true.
 pub(crate) async fn run(cfg: SmscConfig, outbox: OutboxHandle, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
-    let mut backoff = Backoff::new(Duration::from_millis(cfg.reconnect_min_ms), Duration::from_millis(cfg.reconnect_max_ms));
+    let mut backoff = Backoff::new(
+        Duration::from_millis(cfg.reconnect_min_ms),
+        Duration::from_millis(cfg.reconnect_max_ms),
+    );
     let mut rate = RateLimiter::new(cfg.rate_per_sec);
     let mut failures = 0u32;
     // Shared across sessions: a part still waiting on a dead session's response keeps its row
@@ -73,7 +76,9 @@ pub(crate) async fn run(cfg: SmscConfig, outbox: OutboxHandle, wake: Arc<Notify>
                         session.close().await;
                         break;
                     }
-                    End::Lost(reason) => tracing::warn!(smsc = %cfg.address, %reason, "SMPP session lost; reconnecting"),
+                    End::Lost(reason) => {
+                        tracing::warn!(smsc = %cfg.address, %reason, "SMPP session lost; reconnecting")
+                    }
                 }
             }
             Err(e) => {
@@ -124,7 +129,11 @@ async fn run_session(
         tokio::spawn(async move {
             while let Some(ev) = events.next().await {
                 match ev {
-                    SessionEvent::Receipt { sequence, smsc_id, outcome } => {
+                    SessionEvent::Receipt {
+                        sequence,
+                        smsc_id,
+                        outcome,
+                    } => {
                         let session = session.clone();
                         let outbox = outbox.clone();
                         tokio::spawn(async move {
@@ -138,7 +147,12 @@ async fn run_session(
                             }
                         });
                     }
-                    SessionEvent::Message { sequence, from, to, text } => {
+                    SessionEvent::Message {
+                        sequence,
+                        from,
+                        to,
+                        text,
+                    } => {
                         tracing::info!(%from, %to, %text, "message from the SMSC (not a receipt), ignored");
                         session.ack_deliver(sequence).await;
                     }
@@ -151,7 +165,13 @@ async fn run_session(
         })
     };
     let paused_until: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
-    let ctx = Dispatch { session, outbox, inflight: inflight.clone(), paused_until, lost: lost_tx };
+    let ctx = Dispatch {
+        session,
+        outbox,
+        inflight: inflight.clone(),
+        paused_until,
+        lost: lost_tx,
+    };
     let end = tokio::select! {
         reason = ctx.dispatch_forever(wake, rate) => End::Lost(reason),
         reason = lost_rx.recv() => End::Lost(reason.unwrap_or_else(|| "session ended".into())),
@@ -184,6 +204,7 @@ impl Dispatch<'_> {
                     continue;
                 }
             };
+            tracing::trace!(cursor, rows = rows.len(), "outbox read");
             let at_end = rows.len() < FETCH;
             let mut dispatched = 0usize;
             for row in rows {
@@ -222,23 +243,39 @@ impl Dispatch<'_> {
             }
         };
         if parts.len() as u32 != row.parts {
-            tracing::warn!(id = row.id, expected = row.parts, got = parts.len(), "part count changed since enqueue");
+            tracing::warn!(
+                id = row.id,
+                expected = row.parts,
+                got = parts.len(),
+                "part count changed since enqueue"
+            );
         }
         if let Ok(mut set) = self.inflight.lock() {
             set.insert(row.id);
         }
-        let guard = Arc::new(RowGuard { id: row.id, inflight: self.inflight.clone() });
+        let guard = Arc::new(RowGuard {
+            id: row.id,
+            inflight: self.inflight.clone(),
+        });
         for (i, part) in parts.into_iter().enumerate() {
             let part_no = i as u32 + 1;
             if row.submitted_parts.contains(&part_no) {
                 continue;
             }
+            tracing::trace!(id = row.id, part = part_no, "waiting for pause");
             self.wait_unpaused().await;
-            let permit = self.session.window().acquire_owned().await.map_err(|_| "window closed".to_string())?;
+            tracing::trace!(id = row.id, part = part_no, "waiting for window");
+            let permit = self
+                .session
+                .window()
+                .acquire_owned()
+                .await
+                .map_err(|_| "window closed".to_string())?;
             if !self.session.is_active() {
                 return Err("connection closed".into());
             }
             rate.acquire().await;
+            tracing::trace!(id = row.id, part = part_no, "spawn");
             self.spawn_part(row.id, part_no, part, permit, guard.clone());
         }
         Ok(())
@@ -257,7 +294,9 @@ impl Dispatch<'_> {
         let lost = self.lost.clone();
         let paused = self.paused_until.clone();
         tokio::spawn(async move {
+            tracing::trace!(id, part = part_no, "submitting");
             let result = session.submit(&part).await;
+            tracing::trace!(id, part = part_no, ok = result.is_ok(), "submitted");
             drop(permit);
             match result {
                 Ok(smsc_id) => {

@@ -86,7 +86,7 @@ pub enum SessionEvent {
 /// The SMSC-initiated side of a session.
 pub struct SessionEvents {
     client: rusmppc::Client,
-    stream: Box<dyn Stream<Item = Event> + Send + Unpin>,
+    stream: std::pin::Pin<Box<dyn Stream<Item = Event> + Send + Sync>>,
     closed: bool,
 }
 
@@ -106,15 +106,27 @@ impl Session {
         let source = Address::source(&cfg.source_addr).map_err(SessionError::Pdu)?;
         let addrs: Vec<_> = tokio::net::lookup_host(cfg.address.as_str())
             .await
-            .map_err(|e| SessionError::Resolve { address: cfg.address.clone(), reason: e.to_string() })?
+            .map_err(|e| SessionError::Resolve {
+                address: cfg.address.clone(),
+                reason: e.to_string(),
+            })?
             .collect();
         let Some(addr) = addrs.first().copied() else {
-            return Err(SessionError::Resolve { address: cfg.address.clone(), reason: "no addresses".into() });
+            return Err(SessionError::Resolve {
+                address: cfg.address.clone(),
+                reason: "no addresses".into(),
+            });
         };
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
-            .map_err(|_| SessionError::Connect { address: cfg.address.clone(), reason: "timed out".into() })?
-            .map_err(|e| SessionError::Connect { address: cfg.address.clone(), reason: e.to_string() })?;
+            .map_err(|_| SessionError::Connect {
+                address: cfg.address.clone(),
+                reason: "timed out".into(),
+            })?
+            .map_err(|e| SessionError::Connect {
+                address: cfg.address.clone(),
+                reason: e.to_string(),
+            })?;
         let _ = stream.set_nodelay(true);
         let (client, events) = ConnectionBuilder::new()
             .disable_interface_version_check()
@@ -151,7 +163,14 @@ impl Session {
             smsc_system_id: resp.system_id.to_string(),
             client: client.clone(),
         };
-        Ok((session, SessionEvents { client, stream: Box::new(events), closed: false }))
+        Ok((
+            session,
+            SessionEvents {
+                client,
+                stream: Box::pin(events),
+                closed: false,
+            },
+        ))
     }
 
     /// The SMSC's `system_id` from the bind response.
@@ -172,9 +191,19 @@ impl Session {
     /// Encodes `text` for `to` (the caller submits each part).
     pub fn encode(&self, to: &str, text: &str, concat_ref: u8) -> Result<Vec<SubmitPart>, SessionError> {
         let to = Address::destination(to).map_err(SessionError::Pdu)?;
-        let msg = encoding::encode_message(text, concat_ref, self.gsm_packed).map_err(|e| SessionError::Pdu(e.to_string()))?;
+        let msg = encoding::encode_message(text, concat_ref, self.gsm_packed)
+            .map_err(|e| SessionError::Pdu(e.to_string()))?;
         let dc = msg.coding.data_coding();
-        Ok(msg.parts.into_iter().map(|part| SubmitPart { to: to.clone(), data_coding: dc, part, receipt: true }).collect())
+        Ok(msg
+            .parts
+            .into_iter()
+            .map(|part| SubmitPart {
+                to: to.clone(),
+                data_coding: dc,
+                part,
+                receipt: true,
+            })
+            .collect())
     }
 
     /// Sends one `submit_sm` and returns the SMSC's message id.
@@ -208,9 +237,15 @@ impl Session {
             Err(rusmppc::error::Error::UnexpectedResponse { response }) => {
                 let status = response.status();
                 if status == CommandStatus::EsmeRok {
-                    return Err(SessionError::Connection(format!("unexpected response {:?}", response.id())));
+                    return Err(SessionError::Connection(format!(
+                        "unexpected response {:?}",
+                        response.id()
+                    )));
                 }
-                Err(SessionError::SubmitRefused { status: status_text(status), code: u32::from(status) })
+                Err(SessionError::SubmitRefused {
+                    status: status_text(status),
+                    code: u32::from(status),
+                })
             }
             Err(e) => Err(SessionError::Connection(e.to_string())),
         }
@@ -284,8 +319,16 @@ impl SessionEvents {
                 None
             }
             _ => {
-                tracing::debug!(sequence, ?id, "unsupported request from the SMSC, answered generic_nack");
-                let _ = self.client.status(CommandStatus::EsmeRinvcmdid).generic_nack(sequence).await;
+                tracing::debug!(
+                    sequence,
+                    ?id,
+                    "unsupported request from the SMSC, answered generic_nack"
+                );
+                let _ = self
+                    .client
+                    .status(CommandStatus::EsmeRinvcmdid)
+                    .generic_nack(sequence)
+                    .await;
                 None
             }
         }
@@ -309,7 +352,8 @@ pub fn classify_deliver_sm(sequence: u32, dsm: &DeliverSm) -> SessionEvent {
     }
     let text = encoding::decode_short_message(dc, esm, body).text;
     let parsed = receipt::parse_receipt_text(&text);
-    let is_receipt = esm & 0x3C != 0 || tlv_id.is_some() || (parsed.is_some() && esm & 0x3C == 0 && text.contains("stat:"));
+    let is_receipt =
+        esm & 0x3C != 0 || tlv_id.is_some() || (parsed.is_some() && esm & 0x3C == 0 && text.contains("stat:"));
     if is_receipt {
         let smsc_id = tlv_id.or_else(|| parsed.as_ref().map(|p| p.id.clone()));
         if let Some(smsc_id) = smsc_id {
@@ -318,7 +362,11 @@ pub fn classify_deliver_sm(sequence: u32, dsm: &DeliverSm) -> SessionEvent {
                 (Some(state), None) => receipt::outcome_of_message_state(state),
                 (None, None) => ReceiptOutcome::Pending,
             };
-            return SessionEvent::Receipt { sequence, smsc_id, outcome };
+            return SessionEvent::Receipt {
+                sequence,
+                smsc_id,
+                outcome,
+            };
         }
     }
     SessionEvent::Message {

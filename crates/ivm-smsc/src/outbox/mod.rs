@@ -164,7 +164,10 @@ CREATE TABLE IF NOT EXISTS sms_receipt_unmatched (
 ";
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// The outbox on one SQLite connection. Methods are synchronous; [`crate::SmsClient`] runs them
@@ -179,17 +182,26 @@ pub struct Outbox {
 impl Outbox {
     /// Opens (creating if needed) the outbox tables in the database file at `path`.
     pub fn open(path: &Path) -> Result<Outbox, SmsError> {
-        let err = |source| SmsError::Open { path: path.to_path_buf(), source };
+        let err = |source| SmsError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         let cutoff = now_ms() - UNMATCHED_TTL.as_millis() as i64;
-        conn.execute("DELETE FROM sms_receipt_unmatched WHERE received_ms < ?1", [cutoff]).map_err(err)?;
-        let unmatched: i64 =
-            conn.query_row("SELECT count(*) FROM sms_receipt_unmatched", [], |r| r.get(0)).map_err(err)?;
-        Ok(Outbox { conn, path: path.to_path_buf(), unmatched: unmatched as u64 })
+        conn.execute("DELETE FROM sms_receipt_unmatched WHERE received_ms < ?1", [cutoff])
+            .map_err(err)?;
+        let unmatched: i64 = conn
+            .query_row("SELECT count(*) FROM sms_receipt_unmatched", [], |r| r.get(0))
+            .map_err(err)?;
+        Ok(Outbox {
+            conn,
+            path: path.to_path_buf(),
+            unmatched: unmatched as u64,
+        })
     }
 
     /// The database file.
@@ -229,11 +241,21 @@ impl Outbox {
             return Err(encoding::EncodingError::TooLong { parts }.into());
         }
         let concat_ref: u8 = rand::random();
-        let inserted = self.conn.prepare_cached(
-            "INSERT INTO sms_outbox (dedupe_key, to_addr, text, reference, concat_ref, parts, state, created_ms)
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO sms_outbox (dedupe_key, to_addr, text, reference, concat_ref, parts, state, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7) ON CONFLICT (dedupe_key) DO NOTHING",
-        )?
-        .execute(params![req.dedupe_key, req.to, req.text, req.reference, concat_ref, parts as i64, now_ms()])?;
+            )?
+            .execute(params![
+                req.dedupe_key,
+                req.to,
+                req.text,
+                req.reference,
+                concat_ref,
+                parts as i64,
+                now_ms()
+            ])?;
         if inserted == 1 {
             return Ok((self.conn.last_insert_rowid(), true));
         }
@@ -262,9 +284,14 @@ impl Outbox {
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        let mut parts = self.conn.prepare_cached("SELECT part FROM sms_outbox_part WHERE outbox_id = ?1")?;
+        let mut parts = self
+            .conn
+            .prepare_cached("SELECT part FROM sms_outbox_part WHERE outbox_id = ?1")?;
         for row in rows.iter_mut().filter(|r| r.parts > 1) {
-            row.submitted_parts = parts.query_map([row.id], |r| r.get::<_, i64>(0))?.map(|p| p.map(|p| p as u32)).collect::<Result<_, _>>()?;
+            row.submitted_parts = parts
+                .query_map([row.id], |r| r.get::<_, i64>(0))?
+                .map(|p| p.map(|p| p as u32))
+                .collect::<Result<_, _>>()?;
         }
         Ok(rows)
     }
@@ -334,7 +361,14 @@ impl Outbox {
                     "INSERT INTO sms_receipt_unmatched (smsc_id, id_text, id_dec, id_hex, outcome, received_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
-                .execute(params![smsc_id, key.text, key.dec, key.hex, outcome_to_db(outcome), now_ms()])?;
+                .execute(params![
+                    smsc_id,
+                    key.text,
+                    key.dec,
+                    key.hex,
+                    outcome_to_db(outcome),
+                    now_ms()
+                ])?;
             self.unmatched += 1;
             return Ok(ReceiptMatch::Unmatched);
         };
@@ -348,17 +382,32 @@ impl Outbox {
         let hex_submitted = format!("SELECT outbox_id, part FROM sms_outbox_part WHERE id_hex = ?1 {PICK}");
         let dec_submitted = format!("SELECT outbox_id, part FROM sms_outbox_part WHERE id_dec = ?1 {PICK}");
         let get = |r: &rusqlite::Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u32));
-        if let Some(hit) = self.conn.prepare_cached(&by_text)?.query_row([&key.text], get).optional()? {
+        if let Some(hit) = self
+            .conn
+            .prepare_cached(&by_text)?
+            .query_row([&key.text], get)
+            .optional()?
+        {
             return Ok(Some(hit));
         }
         // A decimal receipt id for a hex submit id, then a hex receipt id for a decimal one.
         if let Some(dec) = &key.dec {
-            if let Some(hit) = self.conn.prepare_cached(&hex_submitted)?.query_row([dec], get).optional()? {
+            if let Some(hit) = self
+                .conn
+                .prepare_cached(&hex_submitted)?
+                .query_row([dec], get)
+                .optional()?
+            {
                 return Ok(Some(hit));
             }
         }
         if let Some(hex) = &key.hex {
-            if let Some(hit) = self.conn.prepare_cached(&dec_submitted)?.query_row([hex], get).optional()? {
+            if let Some(hit) = self
+                .conn
+                .prepare_cached(&dec_submitted)?
+                .query_row([hex], get)
+                .optional()?
+            {
                 return Ok(Some(hit));
             }
         }
@@ -377,14 +426,21 @@ impl Outbox {
             .query_row(params![key.text, key.hex, key.dec], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let Some((rid, outcome)) = hit else { return Ok(None) };
-        self.conn.prepare_cached("DELETE FROM sms_receipt_unmatched WHERE id = ?1")?.execute([rid])?;
+        self.conn
+            .prepare_cached("DELETE FROM sms_receipt_unmatched WHERE id = ?1")?
+            .execute([rid])?;
         self.unmatched = self.unmatched.saturating_sub(1);
         Ok(Some((rid, outcome_from_db(&outcome))))
     }
 
     /// Sets one part's receipt outcome and moves the row to `delivered` (all parts delivered) or
     /// `failed` (any part failed); returns the row's event when it reached a final state now.
-    fn apply_part_outcome(&mut self, id: i64, part: u32, outcome: &ReceiptOutcome) -> Result<Option<SmsEvent>, SmsError> {
+    fn apply_part_outcome(
+        &mut self,
+        id: i64,
+        part: u32,
+        outcome: &ReceiptOutcome,
+    ) -> Result<Option<SmsEvent>, SmsError> {
         let (part_state, error) = match outcome {
             ReceiptOutcome::Delivered => ("delivered", None),
             ReceiptOutcome::Failed(why) => ("failed", Some(why.as_str())),
@@ -459,9 +515,13 @@ impl Outbox {
             .prepare_cached("SELECT state, smsc_id, error FROM sms_outbox WHERE id = ?1")?
             .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
-        let Some((state, smsc_id, error)) = row else { return Err(SmsError::NotFound(id)) };
+        let Some((state, smsc_id, error)) = row else {
+            return Err(SmsError::NotFound(id));
+        };
         Ok(match state.as_str() {
-            "submitted" => SmsStatus::Submitted { smsc_id: smsc_id.unwrap_or_default() },
+            "submitted" => SmsStatus::Submitted {
+                smsc_id: smsc_id.unwrap_or_default(),
+            },
             "delivered" => SmsStatus::Delivered,
             "failed" => SmsStatus::Failed(error.unwrap_or_default()),
             _ => SmsStatus::Queued,
@@ -471,7 +531,9 @@ impl Outbox {
     /// Rows per state.
     pub fn counts(&self) -> Result<OutboxCounts, SmsError> {
         let mut c = OutboxCounts::default();
-        let mut stmt = self.conn.prepare_cached("SELECT state, count(*) FROM sms_outbox GROUP BY state")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT state, count(*) FROM sms_outbox GROUP BY state")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
         for row in rows {
             let (state, n) = row?;
@@ -495,7 +557,10 @@ impl Outbox {
              (SELECT id FROM sms_outbox WHERE state IN ('delivered', 'failed') AND done_ms < ?1)",
             [cutoff],
         )?;
-        Ok(self.conn.execute("DELETE FROM sms_outbox WHERE state IN ('delivered', 'failed') AND done_ms < ?1", [cutoff])?)
+        Ok(self.conn.execute(
+            "DELETE FROM sms_outbox WHERE state IN ('delivered', 'failed') AND done_ms < ?1",
+            [cutoff],
+        )?)
     }
 
     fn event(&self, id: i64, status: SmsStatus) -> Result<SmsEvent, SmsError> {
@@ -503,7 +568,12 @@ impl Outbox {
             .conn
             .prepare_cached("SELECT dedupe_key, reference FROM sms_outbox WHERE id = ?1")?
             .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(SmsEvent { id, dedupe_key, reference, status })
+        Ok(SmsEvent {
+            id,
+            dedupe_key,
+            reference,
+            status,
+        })
     }
 }
 
@@ -528,7 +598,12 @@ mod tests {
     use super::*;
 
     fn req(key: &str, text: &str) -> SmsRequest {
-        SmsRequest { dedupe_key: key.into(), to: "+491701234567".into(), text: text.into(), reference: Some(format!("ref-{key}")) }
+        SmsRequest {
+            dedupe_key: key.into(),
+            to: "+491701234567".into(),
+            text: text.into(),
+            reference: Some(format!("ref-{key}")),
+        }
     }
 
     fn open() -> (tempfile::TempDir, Outbox) {
@@ -547,7 +622,11 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(ob.pending(0, 10).expect("pending").len(), 2);
-        assert_eq!(ob.pending(0, 10).expect("pending")[0].text, "hello", "the first text is kept");
+        assert_eq!(
+            ob.pending(0, 10).expect("pending")[0].text,
+            "hello",
+            "the first text is kept"
+        );
         assert_eq!(ob.counts().expect("counts").queued, 2);
     }
 
@@ -556,7 +635,10 @@ mod tests {
         let (_dir, mut ob) = open();
         assert!(matches!(ob.enqueue(&req("", "x")), Err(SmsError::InvalidRequest(_))));
         assert!(matches!(ob.enqueue(&req("k", "")), Err(SmsError::Encoding(_))));
-        let bad_to = SmsRequest { to: "call me".into(), ..req("k2", "x") };
+        let bad_to = SmsRequest {
+            to: "call me".into(),
+            ..req("k2", "x")
+        };
         assert!(matches!(ob.enqueue(&bad_to), Err(SmsError::InvalidRequest(_))));
         assert_eq!(ob.counts().expect("counts"), OutboxCounts::default());
     }
@@ -567,16 +649,31 @@ mod tests {
         let (id, _) = ob.enqueue(&req("k", "hello")).expect("enqueue");
         let ev = ob.mark_part_submitted(id, 1, "0A1B2C").expect("mark");
         assert_eq!(ev.len(), 1);
-        assert_eq!(ev[0].status, SmsStatus::Submitted { smsc_id: "0A1B2C".into() });
+        assert_eq!(
+            ev[0].status,
+            SmsStatus::Submitted {
+                smsc_id: "0A1B2C".into()
+            }
+        );
         assert_eq!(ev[0].reference.as_deref(), Some("ref-k"));
-        assert!(ob.pending(0, 10).expect("pending").is_empty(), "a submitted row is not sent again");
+        assert!(
+            ob.pending(0, 10).expect("pending").is_empty(),
+            "a submitted row is not sent again"
+        );
         // The same id again (a duplicate response) changes nothing.
         assert!(ob.mark_part_submitted(id, 1, "0A1B2C").expect("mark").is_empty());
-        let m = ob.record_receipt("0000662316", &ReceiptOutcome::Delivered).expect("receipt");
-        assert!(matches!(&m, ReceiptMatch::Matched { id: i, event: Some(e) } if *i == id && e.status == SmsStatus::Delivered));
+        let m = ob
+            .record_receipt("0000662316", &ReceiptOutcome::Delivered)
+            .expect("receipt");
+        assert!(
+            matches!(&m, ReceiptMatch::Matched { id: i, event: Some(e) } if *i == id && e.status == SmsStatus::Delivered)
+        );
         assert_eq!(ob.status(id).expect("status"), SmsStatus::Delivered);
         // A repeated receipt is matched but changes nothing.
-        assert_eq!(ob.record_receipt("a1b2c", &ReceiptOutcome::Delivered).expect("receipt"), ReceiptMatch::Matched { id, event: None });
+        assert_eq!(
+            ob.record_receipt("a1b2c", &ReceiptOutcome::Delivered).expect("receipt"),
+            ReceiptMatch::Matched { id, event: None }
+        );
     }
 
     #[test]
@@ -589,9 +686,20 @@ mod tests {
         assert_eq!(ob.pending(0, 10).expect("pending")[0].submitted_parts, vec![1]);
         assert_eq!(ob.status(id).expect("status"), SmsStatus::Queued);
         let ev = ob.mark_part_submitted(id, 2, "102").expect("mark");
-        assert_eq!(ev[0].status, SmsStatus::Submitted { smsc_id: "101,102".into() });
-        assert!(matches!(ob.record_receipt("101", &ReceiptOutcome::Delivered), Ok(ReceiptMatch::Matched { event: None, .. })));
-        assert!(matches!(ob.record_receipt("102", &ReceiptOutcome::Delivered), Ok(ReceiptMatch::Matched { event: Some(_), .. })));
+        assert_eq!(
+            ev[0].status,
+            SmsStatus::Submitted {
+                smsc_id: "101,102".into()
+            }
+        );
+        assert!(matches!(
+            ob.record_receipt("101", &ReceiptOutcome::Delivered),
+            Ok(ReceiptMatch::Matched { event: None, .. })
+        ));
+        assert!(matches!(
+            ob.record_receipt("102", &ReceiptOutcome::Delivered),
+            Ok(ReceiptMatch::Matched { event: Some(_), .. })
+        ));
         assert_eq!(ob.status(id).expect("status"), SmsStatus::Delivered);
     }
 
@@ -599,11 +707,18 @@ mod tests {
     fn receipt_before_submit_id_is_kept_and_applied() {
         let (_dir, mut ob) = open();
         let (id, _) = ob.enqueue(&req("k", "hello")).expect("enqueue");
-        assert_eq!(ob.record_receipt("255", &ReceiptOutcome::Failed("UNDELIV err:001".into())).expect("r"), ReceiptMatch::Unmatched);
+        assert_eq!(
+            ob.record_receipt("255", &ReceiptOutcome::Failed("UNDELIV err:001".into()))
+                .expect("r"),
+            ReceiptMatch::Unmatched
+        );
         let ev = ob.mark_part_submitted(id, 1, "FF").expect("mark");
         assert_eq!(ev.len(), 2);
         assert_eq!(ev[1].status, SmsStatus::Failed("UNDELIV err:001".into()));
-        assert_eq!(ob.status(id).expect("status"), SmsStatus::Failed("UNDELIV err:001".into()));
+        assert_eq!(
+            ob.status(id).expect("status"),
+            SmsStatus::Failed("UNDELIV err:001".into())
+        );
     }
 
     #[test]
@@ -614,8 +729,13 @@ mod tests {
         // "10" (decimal 10 or hex 16) and "16": a receipt "16" is b, the exact text.
         ob.mark_part_submitted(a, 1, "10").expect("mark");
         ob.mark_part_submitted(b, 1, "16").expect("mark");
-        assert!(matches!(ob.record_receipt("16", &ReceiptOutcome::Delivered), Ok(ReceiptMatch::Matched { id, .. }) if id == b));
-        assert_eq!(ob.status(a).expect("status"), SmsStatus::Submitted { smsc_id: "10".into() });
+        assert!(
+            matches!(ob.record_receipt("16", &ReceiptOutcome::Delivered), Ok(ReceiptMatch::Matched { id, .. }) if id == b)
+        );
+        assert_eq!(
+            ob.status(a).expect("status"),
+            SmsStatus::Submitted { smsc_id: "10".into() }
+        );
     }
 
     #[test]
@@ -623,12 +743,20 @@ mod tests {
         let (_dir, mut ob) = open();
         let (id, _) = ob.enqueue(&req("k", "hello")).expect("enqueue");
         for _ in 0..MAX_ATTEMPTS - 1 {
-            assert!(ob.retry_later(id, "throttled", Duration::ZERO).expect("retry").is_none());
+            assert!(
+                ob.retry_later(id, "throttled", Duration::ZERO)
+                    .expect("retry")
+                    .is_none()
+            );
         }
-        let ev = ob.retry_later(id, "throttled", Duration::ZERO).expect("retry").expect("failed");
+        let ev = ob
+            .retry_later(id, "throttled", Duration::ZERO)
+            .expect("retry")
+            .expect("failed");
         assert!(matches!(ev.status, SmsStatus::Failed(ref m) if m.contains("throttled")));
         let (id2, _) = ob.enqueue(&req("k2", "hello")).expect("enqueue");
-        ob.retry_later(id2, "throttled", Duration::from_secs(60)).expect("retry");
+        ob.retry_later(id2, "throttled", Duration::from_secs(60))
+            .expect("retry");
         assert!(ob.pending(0, 10).expect("pending").is_empty(), "not due yet");
     }
 

@@ -18,11 +18,30 @@ type Reply<T> = oneshot::Sender<Result<T, SmsError>>;
 
 enum Op {
     Enqueue(SmsRequest, Reply<i64>),
-    Pending { after: i64, limit: usize, reply: Reply<Vec<PendingSms>> },
-    PartSubmitted { id: i64, part: u32, smsc_id: String },
-    Receipt { smsc_id: String, outcome: ReceiptOutcome, reply: Reply<ReceiptMatch> },
-    Retry { id: i64, error: String, delay: Duration },
-    Fail { id: i64, error: String },
+    Pending {
+        after: i64,
+        limit: usize,
+        reply: Reply<Vec<PendingSms>>,
+    },
+    PartSubmitted {
+        id: i64,
+        part: u32,
+        smsc_id: String,
+    },
+    Receipt {
+        smsc_id: String,
+        outcome: ReceiptOutcome,
+        reply: Reply<ReceiptMatch>,
+    },
+    Retry {
+        id: i64,
+        error: String,
+        delay: Duration,
+    },
+    Fail {
+        id: i64,
+        error: String,
+    },
     Status(i64, Reply<SmsStatus>),
     Counts(Reply<OutboxCounts>),
     Flush(Reply<()>),
@@ -97,7 +116,12 @@ impl OutboxHandle {
 
     /// Resolves once the receipt is committed (then it is safe to answer `deliver_sm_resp`).
     pub(crate) async fn receipt(&self, smsc_id: String, outcome: ReceiptOutcome) -> Result<ReceiptMatch, SmsError> {
-        self.call(|reply| Op::Receipt { smsc_id, outcome, reply }).await
+        self.call(|reply| Op::Receipt {
+            smsc_id,
+            outcome,
+            reply,
+        })
+        .await
     }
 
     pub(crate) fn retry(&self, id: i64, error: String, delay: Duration) {
@@ -177,13 +201,13 @@ fn run(mut outbox: Outbox, mut rx: mpsc::UnboundedReceiver<Op>, events: broadcas
 
 /// The pending reply of an operation that was not applied.
 fn unapplied(op: Op) -> Option<Done> {
-    let placeholder = || Err(SmsError::Closed);
+    // The result is replaced by the transaction error when the reply is sent.
     match op {
-        Op::Enqueue(_, r) => Some(Done::Id(r, placeholder())),
-        Op::Pending { reply, .. } => Some(Done::Pending(reply, placeholder())),
-        Op::Receipt { reply, .. } => Some(Done::Receipt(reply, placeholder())),
-        Op::Status(_, r) => Some(Done::Status(r, placeholder())),
-        Op::Counts(r) => Some(Done::Counts(r, placeholder())),
+        Op::Enqueue(_, r) => Some(Done::Id(r, Err(SmsError::Closed))),
+        Op::Pending { reply, .. } => Some(Done::Pending(reply, Err(SmsError::Closed))),
+        Op::Receipt { reply, .. } => Some(Done::Receipt(reply, Err(SmsError::Closed))),
+        Op::Status(_, r) => Some(Done::Status(r, Err(SmsError::Closed))),
+        Op::Counts(r) => Some(Done::Counts(r, Err(SmsError::Closed))),
         Op::Flush(r) => Some(Done::Unit(r)),
         Op::PartSubmitted { .. } | Op::Retry { .. } | Op::Fail { .. } => None,
     }
@@ -201,7 +225,11 @@ fn apply(outbox: &mut Outbox, op: Op, done: &mut Vec<Done>, evs: &mut Vec<SmsEve
             Ok(e) => evs.extend(e),
             Err(e) => log("recording a submitted part", id, &e),
         },
-        Op::Receipt { smsc_id, outcome, reply } => {
+        Op::Receipt {
+            smsc_id,
+            outcome,
+            reply,
+        } => {
             let r = outbox.record_receipt(&smsc_id, &outcome);
             if let Ok(ReceiptMatch::Matched { event: Some(e), .. }) = &r {
                 evs.push(e.clone());

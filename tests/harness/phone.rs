@@ -1,0 +1,810 @@
+//! A scriptable SIP phone over UDP: what the notification and retrieval
+//! tests need beyond SIPp — act on what was heard (press a key once the
+//! message has been played), count every request that arrives, and answer
+//! several calls differently.
+//!
+//! A [`Phone`] owns one UDP socket (its SIP address) and an [`RtpSink`]
+//! (its ear; every SDP it sends points there). A background thread records
+//! every SIP message that arrives and answers requests the way a phone
+//! would: `200` to NOTIFY, MESSAGE, INFO, OPTIONS and BYE; an INVITE is
+//! answered by the next [`Answer`] in the phone's plan (pick up with SDP,
+//! ring until CANCEL, or busy); a retransmitted INVITE gets the same
+//! response again, a retransmitted `200` to our INVITE the same ACK.
+//!
+//! The test thread drives it: [`Phone::register`] (digest, from the phone's
+//! own socket so the server calls it there), [`Phone::call`] (an INVITE with
+//! an SDP offer, digest when asked, the ACK), then on the [`Call`] SIP INFO
+//! or RFC 4733 key presses, BYE, and waiting for the server's BYE.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, bail};
+
+use crate::ivm::Law;
+use crate::ports::free_port;
+use crate::rtp::{RtpSink, build_packet};
+use crate::sip::{DigestCredentials, Request, canonical_header_name, digest_params, unique};
+
+/// The realm/domain of the test servers (`BASE_CONFIG`).
+pub const DOMAIN: &str = "ivm.local";
+
+/// One SIP message the phone received.
+#[derive(Clone, Debug)]
+pub struct SipMsg {
+    /// The request or status line.
+    pub start: String,
+    /// Headers in order (folded lines joined).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub source: SocketAddr,
+    pub arrival: Instant,
+    pub wall: SystemTime,
+    raw: Vec<u8>,
+}
+
+impl SipMsg {
+    /// Parses one datagram; `None` if it is not a SIP message.
+    pub fn parse(data: &[u8], source: SocketAddr) -> Option<SipMsg> {
+        let split = data.windows(4).position(|w| w == b"\r\n\r\n");
+        let (head, body) = match split {
+            Some(i) => (&data[..i], &data[i + 4..]),
+            None => (data, &b""[..]),
+        };
+        let head = String::from_utf8_lossy(head);
+        let mut lines: Vec<String> = Vec::new();
+        for line in head.split("\r\n") {
+            if (line.starts_with(' ') || line.starts_with('\t')) && lines.len() > 1 {
+                if let Some(last) = lines.last_mut() {
+                    last.push(' ');
+                    last.push_str(line.trim());
+                }
+            } else {
+                lines.push(line.to_string());
+            }
+        }
+        let start = lines.first()?.trim().to_string();
+        if !start.starts_with("SIP/2.0 ") && !start.ends_with(" SIP/2.0") {
+            return None;
+        }
+        let headers = lines[1..]
+            .iter()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+            .collect();
+        Some(SipMsg {
+            start,
+            headers,
+            body: body.to_vec(),
+            source,
+            arrival: Instant::now(),
+            wall: SystemTime::now(),
+            raw: data.to_vec(),
+        })
+    }
+
+    pub fn is_request(&self) -> bool {
+        !self.start.starts_with("SIP/2.0 ")
+    }
+
+    /// The request's method, or for a response the method of its CSeq.
+    pub fn method(&self) -> String {
+        if self.is_request() {
+            self.start.split(' ').next().unwrap_or_default().to_string()
+        } else {
+            self.cseq().1
+        }
+    }
+
+    /// The request's Request-URI.
+    pub fn request_uri(&self) -> Option<String> {
+        self.is_request()
+            .then(|| self.start.split(' ').nth(1).unwrap_or_default().to_string())
+    }
+
+    /// The status code of a response.
+    pub fn status(&self) -> Option<u16> {
+        if self.is_request() {
+            return None;
+        }
+        self.start.split(' ').nth(1).and_then(|s| s.parse().ok())
+    }
+
+    /// The first header `name` (compact forms match).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let want = canonical_header_name(name);
+        self.headers
+            .iter()
+            .find(|(n, _)| canonical_header_name(n) == want)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every header `name`, in order.
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        let want = canonical_header_name(name);
+        self.headers
+            .iter()
+            .filter(|(n, _)| canonical_header_name(n) == want)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn call_id(&self) -> String {
+        self.header("Call-ID").unwrap_or_default().to_string()
+    }
+
+    /// CSeq number and method.
+    pub fn cseq(&self) -> (u32, String) {
+        let v = self.header("CSeq").unwrap_or_default();
+        let mut it = v.split_whitespace();
+        let n = it.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        (n, it.next().unwrap_or_default().to_string())
+    }
+
+    /// The `tag` parameter of the From or To header.
+    pub fn tag(&self, header: &str) -> Option<String> {
+        tag_of(self.header(header)?)
+    }
+
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The whole message as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.raw).into_owned()
+    }
+}
+
+/// The `tag` parameter of a From/To value.
+pub fn tag_of(value: &str) -> Option<String> {
+    let after = match value.rfind('>') {
+        Some(i) => &value[i..],
+        None => value,
+    };
+    after
+        .split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case("tag"))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// The URI inside `<>` of a name-addr (or the value up to `;`).
+pub fn uri_of(value: &str) -> String {
+    match (value.find('<'), value.find('>')) {
+        (Some(a), Some(b)) if b > a => value[a + 1..b].to_string(),
+        _ => value.split(';').next().unwrap_or_default().trim().to_string(),
+    }
+}
+
+/// The display name of a name-addr (quotes removed), if any.
+pub fn display_name_of(value: &str) -> Option<String> {
+    let before = &value[..value.find('<')?];
+    let d = before.trim().trim_matches('"').trim();
+    (!d.is_empty()).then(|| d.to_string())
+}
+
+/// The user part of a `sip:user@host` URI.
+pub fn user_of(uri: &str) -> Option<String> {
+    let rest = uri.strip_prefix("sip:").or_else(|| uri.strip_prefix("sips:"))?;
+    let (user, _) = rest.split_once('@')?;
+    Some(user.to_string())
+}
+
+/// The audio media of an SDP body: where to send RTP, the first payload
+/// type of the m= line and the telephone-event payload type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SdpMedia {
+    pub rtp: SocketAddr,
+    pub pt: u8,
+    pub telephone_event: Option<u8>,
+}
+
+/// Reads `c=` / `m=audio` / `a=rtpmap:N telephone-event` of an SDP body.
+pub fn parse_sdp(body: &str) -> Option<SdpMedia> {
+    let mut ip = None;
+    let mut port = None;
+    let mut pts: Vec<u8> = Vec::new();
+    let mut te = None;
+    for line in body.lines().map(str::trim) {
+        if let Some(c) = line.strip_prefix("c=IN IP4 ") {
+            ip = c.trim().parse::<Ipv4Addr>().ok();
+        } else if let Some(m) = line.strip_prefix("m=audio ") {
+            let mut it = m.split_whitespace();
+            port = it.next().and_then(|p| p.parse::<u16>().ok());
+            pts = it.skip(1).filter_map(|p| p.parse().ok()).collect();
+        } else if let Some(a) = line.strip_prefix("a=rtpmap:") {
+            let (pt, enc) = a.split_once(' ')?;
+            if enc.to_ascii_lowercase().starts_with("telephone-event/") {
+                te = pt.parse().ok();
+            }
+        }
+    }
+    let pt = pts.into_iter().find(|p| Some(*p) != te)?;
+    Some(SdpMedia {
+        rtp: SocketAddr::from((ip?, port?)),
+        pt,
+        telephone_event: te,
+    })
+}
+
+/// An SDP offer/answer with one audio codec and telephone-event 101.
+pub fn sdp(rtp_port: u16, law: Law) -> String {
+    let pt = law.payload_type();
+    format!(
+        "v=0\r\no=- {n} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP {pt} 101\r\n\
+         a=rtpmap:{pt} {}/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n",
+        law.name(),
+        n = std::process::id()
+    )
+}
+
+/// How the phone answers the next INVITE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// 180, then 200 with an SDP answer pointing at the phone's sink.
+    Pickup,
+    /// 180, and nothing more until CANCEL (200, then 487).
+    Ring,
+    /// 486 Busy Here.
+    Busy,
+}
+
+struct UasCall {
+    invite: SipMsg,
+    to_tag: String,
+    last_response: Vec<u8>,
+    answered: bool,
+}
+
+struct Shared {
+    received: Mutex<Vec<SipMsg>>,
+    arrived: Condvar,
+    plan: Mutex<VecDeque<Answer>>,
+    default_answer: Mutex<Answer>,
+    uas: Mutex<HashMap<String, UasCall>>,
+    /// ACKs we sent for 2xx responses, by Call-ID, re-sent if the 2xx is.
+    acks: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A SIP phone on its own UDP port with an RTP ear.
+pub struct Phone {
+    socket: UdpSocket,
+    pub addr: SocketAddr,
+    pub server: SocketAddr,
+    pub sink: Arc<RtpSink>,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    register_call_id: String,
+    register_cseq: AtomicU32,
+}
+
+/// A response to `req` with the given status (copies Via, From, To — with
+/// `to_tag` added when To has none — Call-ID and CSeq).
+pub fn response_to(
+    req: &SipMsg,
+    status: u16,
+    reason: &str,
+    to_tag: &str,
+    extra: &[(&str, String)],
+    body: &str,
+) -> Vec<u8> {
+    let mut s = format!("SIP/2.0 {status} {reason}\r\n");
+    for v in req.headers_named("Via") {
+        let _ = write!(s, "Via: {v}\r\n");
+    }
+    let _ = write!(s, "From: {}\r\n", req.header("From").unwrap_or_default());
+    let to = req.header("To").unwrap_or_default();
+    if tag_of(to).is_some() || to_tag.is_empty() {
+        let _ = write!(s, "To: {to}\r\n");
+    } else {
+        let _ = write!(s, "To: {to};tag={to_tag}\r\n");
+    }
+    let _ = write!(s, "Call-ID: {}\r\n", req.call_id());
+    let _ = write!(s, "CSeq: {}\r\n", req.header("CSeq").unwrap_or_default());
+    for (n, v) in extra {
+        let _ = write!(s, "{n}: {v}\r\n");
+    }
+    let _ = write!(s, "Content-Length: {}\r\n\r\n{body}", body.len());
+    s.into_bytes()
+}
+
+impl Phone {
+    /// A phone on `ip` (127.0.0.x) at a free port, talking to `server`.
+    /// INVITEs are picked up unless [`Phone::answer_with`] / [`Phone::plan`]
+    /// say otherwise.
+    pub fn new(ip: &str, server: SocketAddr) -> anyhow::Result<Phone> {
+        let ip: Ipv4Addr = ip.parse().context("phone IP")?;
+        let mut socket = None;
+        for _ in 0..20 {
+            if let Ok(s) = UdpSocket::bind((ip, free_port())) {
+                socket = Some(s);
+                break;
+            }
+        }
+        let socket = socket.with_context(|| format!("no free UDP port on {ip} for the phone"))?;
+        socket.set_read_timeout(Some(Duration::from_millis(50)))?;
+        let addr = socket.local_addr()?;
+        let sink = Arc::new(RtpSink::bind()?);
+        let shared = Arc::new(Shared {
+            received: Mutex::new(Vec::new()),
+            arrived: Condvar::new(),
+            plan: Mutex::new(VecDeque::new()),
+            default_answer: Mutex::new(Answer::Pickup),
+            uas: Mutex::new(HashMap::new()),
+            acks: Mutex::new(HashMap::new()),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (socket, shared, stop, rtp_port) = (socket.try_clone()?, shared.clone(), stop.clone(), sink.port());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65_536];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    let Some(msg) = SipMsg::parse(&buf[..n], from) else {
+                        continue;
+                    };
+                    if msg.is_request() {
+                        answer_request(&socket, &shared, &msg, rtp_port, addr);
+                    } else if msg.status().is_some_and(|s| (200..300).contains(&s)) && msg.method() == "INVITE" {
+                        if let Some(ack) = lock(&shared.acks).get(&msg.call_id()) {
+                            let _ = socket.send_to(ack, from);
+                        }
+                    }
+                    lock(&shared.received).push(msg);
+                    shared.arrived.notify_all();
+                }
+            })
+        };
+        Ok(Phone {
+            socket,
+            addr,
+            server,
+            sink,
+            shared,
+            stop,
+            thread: Some(thread),
+            register_call_id: unique("reg-"),
+            register_cseq: AtomicU32::new(0),
+        })
+    }
+
+    /// How INVITEs are answered once the plan is used up.
+    pub fn answer_with(&self, a: Answer) {
+        *lock(&self.shared.default_answer) = a;
+    }
+
+    /// How the next INVITEs are answered, in order.
+    pub fn plan(&self, answers: &[Answer]) {
+        lock(&self.shared.plan).extend(answers.iter().copied());
+    }
+
+    pub fn send(&self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.socket.send_to(bytes, self.server).context("phone: send")?;
+        Ok(())
+    }
+
+    /// Everything received so far, in arrival order.
+    pub fn received(&self) -> Vec<SipMsg> {
+        lock(&self.shared.received).clone()
+    }
+
+    /// How many messages were received so far (a mark for
+    /// [`Phone::wait_for_after`]).
+    pub fn mark(&self) -> usize {
+        lock(&self.shared.received).len()
+    }
+
+    /// Received requests with `method`.
+    pub fn requests(&self, method: &str) -> Vec<SipMsg> {
+        self.received()
+            .into_iter()
+            .filter(|m| m.is_request() && m.method() == method)
+            .collect()
+    }
+
+    /// The first received message (from index `mark` on) for which `pred`
+    /// holds, waiting up to `limit`.
+    pub fn wait_for_after(
+        &self,
+        mark: usize,
+        limit: Duration,
+        what: &str,
+        pred: impl Fn(&SipMsg) -> bool,
+    ) -> anyhow::Result<SipMsg> {
+        let deadline = Instant::now() + limit;
+        let mut got = lock(&self.shared.received);
+        loop {
+            if let Some(m) = got.iter().skip(mark).find(|m| pred(m)) {
+                return Ok(m.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let seen: Vec<String> = got.iter().map(|m| format!("{} ({})", m.start, m.call_id())).collect();
+                bail!(
+                    "phone {}: no {what} within {limit:?}; it received:\n  {}",
+                    self.addr,
+                    seen.join("\n  ")
+                );
+            }
+            got = self
+                .shared
+                .arrived
+                .wait_timeout(got, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// [`Phone::wait_for_after`] over everything received.
+    pub fn wait_for(&self, limit: Duration, what: &str, pred: impl Fn(&SipMsg) -> bool) -> anyhow::Result<SipMsg> {
+        self.wait_for_after(0, limit, what, pred)
+    }
+
+    /// The final response to (Call-ID, CSeq number).
+    fn final_response(&self, call_id: &str, cseq: u32, limit: Duration) -> anyhow::Result<SipMsg> {
+        self.wait_for(limit, &format!("final response to CSeq {cseq} of {call_id}"), |m| {
+            m.status().is_some_and(|s| s >= 200) && m.call_id() == call_id && m.cseq().0 == cseq
+        })
+    }
+
+    fn via(&self) -> String {
+        format!("SIP/2.0/UDP {};rport;branch={}", self.addr, unique("z9hG4bK-ph-"))
+    }
+
+    /// REGISTERs `sip:NUMBER@ivm.local` with Contact `sip:NUMBER@<phone>`
+    /// from the phone's socket (the server calls it there), answering the
+    /// digest challenge; returns the final response.
+    pub fn register(&self, number: &str, password: &str, expires: u32) -> anyhow::Result<SipMsg> {
+        let contact = format!("sip:{number}@{}", self.addr);
+        let mut req = Request::register(number, &contact, Some(expires), self.server, self.addr);
+        req.set("Call-ID", &self.register_call_id);
+        req.set("From", &format!("<sip:{number}@{DOMAIN}>;tag={}", unique("tag")));
+        let mut cseq = self.register_cseq.fetch_add(1, Ordering::Relaxed) * 2 + 1;
+        req.next_transaction(cseq);
+        self.send(&req.to_bytes())?;
+        let first = self.final_response(&self.register_call_id, cseq, Duration::from_secs(5))?;
+        if first.status() != Some(401) {
+            return Ok(first);
+        }
+        let challenge = md5_challenge(&first)?;
+        cseq += 1;
+        req.next_transaction(cseq);
+        let auth = DigestCredentials::new(number, password).authorization(
+            &challenge,
+            "REGISTER",
+            &req.uri.clone(),
+            &unique("cn"),
+            1,
+        )?;
+        req.set("Authorization", &auth);
+        self.send(&req.to_bytes())?;
+        self.final_response(&self.register_call_id, cseq, Duration::from_secs(5))
+    }
+
+    /// Calls `dialed` at the server as `from_user` (digest with `creds` if
+    /// challenged), offering `law` + telephone-event 101 with the sink as
+    /// the RTP address; ACKs the 200 and returns the call. An error if the
+    /// call is not answered 200 within `limit`.
+    pub fn call(
+        &self,
+        dialed: &str,
+        from_user: &str,
+        creds: Option<&DigestCredentials>,
+        law: Law,
+        limit: Duration,
+    ) -> anyhow::Result<Call<'_>> {
+        let uri = format!("sip:{dialed}@{}", self.server);
+        let call_id = unique("ph-call-");
+        let from = format!("<sip:{from_user}@{DOMAIN}>;tag={}", unique("ph"));
+        let to = format!("<sip:{dialed}@{DOMAIN}>");
+        let body = sdp(self.sink.port(), law);
+        let invite = |cseq: u32, auth: Option<&str>| {
+            let mut s = format!(
+                "INVITE {uri} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
+                 CSeq: {cseq} INVITE\r\nContact: <sip:{from_user}@{}>\r\nContent-Type: application/sdp\r\n",
+                self.via(),
+                self.addr
+            );
+            if let Some(a) = auth {
+                let _ = write!(s, "Authorization: {a}\r\n");
+            }
+            let _ = write!(s, "Content-Length: {}\r\n\r\n{body}", body.len());
+            s
+        };
+        let sent = invite(1, None);
+        self.send(sent.as_bytes())?;
+        let mut resp = self.final_response(&call_id, 1, limit)?;
+        let mut cseq = 1;
+        if resp.status() == Some(401) {
+            let via = sent
+                .lines()
+                .find_map(|l| l.strip_prefix("Via: "))
+                .unwrap_or_default()
+                .to_string();
+            self.send(
+                format!(
+                    "ACK {uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {}\r\nCall-ID: {call_id}\r\n\
+                     CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+                    resp.header("To").unwrap_or_default()
+                )
+                .as_bytes(),
+            )?;
+            let creds = creds.with_context(|| format!("INVITE {dialed} was challenged and no credentials given"))?;
+            let challenge = md5_challenge(&resp)?;
+            let auth = creds.authorization(&challenge, "INVITE", &uri, &unique("cn"), 1)?;
+            cseq = 2;
+            self.send(invite(cseq, Some(&auth)).as_bytes())?;
+            resp = self.final_response(&call_id, cseq, limit)?;
+        }
+        if resp.status() != Some(200) {
+            bail!(
+                "INVITE {dialed} from {from_user} was answered {}:\n{}",
+                resp.start,
+                resp.text()
+            );
+        }
+        let to_hdr = resp.header("To").unwrap_or_default().to_string();
+        let remote_target = resp.header("Contact").map(uri_of).unwrap_or_else(|| uri.clone());
+        let ack = format!(
+            "ACK {remote_target} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to_hdr}\r\nCall-ID: {call_id}\r\n\
+             CSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n",
+            self.via()
+        );
+        self.send(ack.as_bytes())?;
+        lock(&self.shared.acks).insert(call_id.clone(), ack.into_bytes());
+        let media = parse_sdp(&resp.body_text());
+        Ok(Call {
+            phone: self,
+            call_id,
+            from,
+            to: to_hdr,
+            remote_target,
+            cseq: cseq + 1,
+            ok: resp,
+            media,
+            dtmf_seq: 1000,
+            dtmf_ts: 80_000,
+        })
+    }
+}
+
+impl Drop for Phone {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Answers one request the way a phone would (runs on the phone's thread).
+fn answer_request(socket: &UdpSocket, shared: &Shared, req: &SipMsg, rtp_port: u16, local: SocketAddr) {
+    let send = |bytes: &[u8]| {
+        let _ = socket.send_to(bytes, req.source);
+    };
+    let contact = ("Contact", format!("<sip:phone@{local}>"));
+    match req.method().as_str() {
+        "INVITE" => {
+            let mut uas = lock(&shared.uas);
+            if let Some(call) = uas.get(&req.call_id()) {
+                if call.invite.cseq() == req.cseq() {
+                    send(&call.last_response); // a retransmission
+                } else {
+                    // re-INVITE: keep the media as it is
+                    let law = offered_law(req);
+                    send(&response_to(
+                        req,
+                        200,
+                        "OK",
+                        &call.to_tag.clone(),
+                        &[contact, ct_sdp()],
+                        &sdp(rtp_port, law),
+                    ));
+                }
+                return;
+            }
+            let answer = lock(&shared.plan).pop_front().unwrap_or(*lock(&shared.default_answer));
+            let tag = unique("phtag");
+            let ringing = response_to(req, 180, "Ringing", &tag, std::slice::from_ref(&contact), "");
+            let (last, answered) = match answer {
+                Answer::Pickup => {
+                    send(&ringing);
+                    let law = offered_law(req);
+                    (
+                        response_to(req, 200, "OK", &tag, &[contact, ct_sdp()], &sdp(rtp_port, law)),
+                        true,
+                    )
+                }
+                Answer::Ring => (ringing, false),
+                Answer::Busy => (response_to(req, 486, "Busy Here", &tag, &[], ""), false),
+            };
+            send(&last);
+            uas.insert(
+                req.call_id(),
+                UasCall {
+                    invite: req.clone(),
+                    to_tag: tag,
+                    last_response: last,
+                    answered,
+                },
+            );
+        }
+        "ACK" => {}
+        "CANCEL" => {
+            let mut uas = lock(&shared.uas);
+            match uas.get_mut(&req.call_id()) {
+                Some(call) => {
+                    send(&response_to(req, 200, "OK", &call.to_tag, &[], ""));
+                    if !call.answered {
+                        let terminated = response_to(&call.invite, 487, "Request Terminated", &call.to_tag, &[], "");
+                        send(&terminated);
+                        call.last_response = terminated;
+                        call.answered = true;
+                    }
+                }
+                None => send(&response_to(req, 481, "Call/Transaction Does Not Exist", "", &[], "")),
+            }
+        }
+        _ => {
+            let tag = lock(&shared.uas)
+                .get(&req.call_id())
+                .map(|c| c.to_tag.clone())
+                .unwrap_or_else(|| unique("phtag"));
+            send(&response_to(req, 200, "OK", &tag, &[], ""));
+        }
+    }
+}
+
+fn ct_sdp() -> (&'static str, String) {
+    ("Content-Type", "application/sdp".to_string())
+}
+
+/// PCMA if the offer's first codec is PCMA, else PCMU.
+fn offered_law(req: &SipMsg) -> Law {
+    match parse_sdp(&req.body_text()) {
+        Some(m) if m.pt == 8 => Law::Pcma,
+        _ => Law::Pcmu,
+    }
+}
+
+/// An answered call the phone placed.
+pub struct Call<'a> {
+    phone: &'a Phone,
+    pub call_id: String,
+    from: String,
+    to: String,
+    remote_target: String,
+    cseq: u32,
+    /// The server's 200 OK.
+    pub ok: SipMsg,
+    /// The server's RTP address and payload types from the 200's SDP.
+    pub media: Option<SdpMedia>,
+    dtmf_seq: u16,
+    dtmf_ts: u32,
+}
+
+impl Call<'_> {
+    fn request(&mut self, method: &str, extra: &[(&str, &str)], body: &str) -> (u32, String) {
+        let cseq = self.cseq;
+        self.cseq += 1;
+        let mut s = format!(
+            "{method} {} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n",
+            self.remote_target,
+            self.phone.via(),
+            self.from,
+            self.to,
+            self.call_id
+        );
+        for (n, v) in extra {
+            let _ = write!(s, "{n}: {v}\r\n");
+        }
+        let _ = write!(s, "Content-Length: {}\r\n\r\n{body}", body.len());
+        (cseq, s)
+    }
+
+    /// Presses `digit` as SIP INFO (`application/dtmf-relay`); returns the
+    /// final response.
+    pub fn info(&mut self, digit: char) -> anyhow::Result<SipMsg> {
+        let body = format!("Signal={digit}\r\nDuration=160\r\n");
+        let (cseq, req) = self.request("INFO", &[("Content-Type", "application/dtmf-relay")], &body);
+        self.phone.send(req.as_bytes())?;
+        self.phone.final_response(&self.call_id, cseq, Duration::from_secs(5))
+    }
+
+    /// Presses each of `digits` as SIP INFO, one after the other.
+    pub fn info_digits(&mut self, digits: &str) -> anyhow::Result<()> {
+        for d in digits.chars() {
+            let r = self.info(d)?;
+            if r.status() != Some(200) {
+                bail!("INFO {d} was answered {}", r.start);
+            }
+        }
+        Ok(())
+    }
+
+    /// Presses each of `digits` as RFC 4733 telephone-events from the
+    /// phone's RTP port (three updates, three end packets, 20 ms apart).
+    pub fn rfc4733(&mut self, digits: &str) -> anyhow::Result<()> {
+        let media = self.media.context("the 200 OK had no usable SDP")?;
+        let pt = media
+            .telephone_event
+            .context("the server's SDP has no telephone-event")?;
+        let ssrc = 0x4D54_4D46;
+        for d in digits.chars() {
+            let event: u8 = match d {
+                '0'..='9' => d as u8 - b'0',
+                '*' => 10,
+                '#' => 11,
+                _ => bail!("no RFC 4733 event for {d:?}"),
+            };
+            self.dtmf_ts = self.dtmf_ts.wrapping_add(8000);
+            for i in 0..6u16 {
+                let end = i >= 3;
+                let duration = if end { 640 } else { (i + 1) * 160 };
+                let [d0, d1] = duration.to_be_bytes();
+                let payload = [event, if end { 0x80 | 10 } else { 10 }, d0, d1];
+                let packet = build_packet(pt, i == 0, self.dtmf_seq, self.dtmf_ts, ssrc, &payload);
+                self.dtmf_seq = self.dtmf_seq.wrapping_add(1);
+                self.phone.sink.send_to(&packet, media.rtp)?;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(80));
+        }
+        Ok(())
+    }
+
+    /// Hangs up (BYE); returns the final response.
+    pub fn bye(&mut self) -> anyhow::Result<SipMsg> {
+        let (cseq, req) = self.request("BYE", &[], "");
+        self.phone.send(req.as_bytes())?;
+        self.phone.final_response(&self.call_id, cseq, Duration::from_secs(5))
+    }
+
+    /// Waits for the server's BYE on this call.
+    pub fn wait_bye(&self, limit: Duration) -> anyhow::Result<SipMsg> {
+        let id = self.call_id.clone();
+        self.phone.wait_for(limit, "BYE from the server", |m| {
+            m.is_request() && m.method() == "BYE" && m.call_id() == id
+        })
+    }
+
+    /// Whether the server has hung up.
+    pub fn hung_up(&self) -> bool {
+        self.phone
+            .received()
+            .iter()
+            .any(|m| m.is_request() && m.method() == "BYE" && m.call_id() == self.call_id)
+    }
+
+    /// When the 200 OK arrived.
+    pub fn answered_at(&self) -> Instant {
+        self.ok.arrival
+    }
+}
+
+/// The MD5 `WWW-Authenticate` challenge of a 401.
+fn md5_challenge(resp: &SipMsg) -> anyhow::Result<String> {
+    resp.headers_named("WWW-Authenticate")
+        .into_iter()
+        .find(|c| {
+            digest_params(c)
+                .map(|p| p.get("algorithm").is_none_or(|a| a.eq_ignore_ascii_case("MD5")))
+                .unwrap_or(false)
+        })
+        .map(str::to_string)
+        .with_context(|| format!("401 without an MD5 digest challenge:\n{}", resp.text()))
+}
