@@ -86,7 +86,9 @@ impl Server {
         let config = dir.path().join("ivm-sipd.toml");
         let data_dir = dir.path().join("data");
         fs::create_dir_all(&data_dir)?;
-        fs::write(&config, merge_toml(BASE_CONFIG, extra_toml)?)?;
+        // Each server's built-in SMSC on a port of its own (tests run in parallel).
+        let smsc = format!("[smsc]\nlisten = \"127.0.0.1:{}\"\n", free_port());
+        fs::write(&config, merge_toml(&merge_toml(BASE_CONFIG, &smsc)?, extra_toml)?)?;
         let port = free_port();
         let mut server = Server {
             addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),

@@ -77,6 +77,15 @@ pub struct RunArgs {
     /// RTP port range, e.g. 20000-29999 (overrides media.rtp_ports).
     #[arg(long, value_name = "A-B")]
     pub rtp_ports: Option<PortRange>,
+    /// Send SMS to this SMSC (HOST:PORT) instead of the built-in one (sets smsc.mode = external).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub smsc: Option<String>,
+    /// system_id for the SMSC bind (overrides smsc.system_id).
+    #[arg(long)]
+    pub smsc_system_id: Option<String>,
+    /// Password for the SMSC bind (overrides smsc.password).
+    #[arg(long)]
+    pub smsc_password: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

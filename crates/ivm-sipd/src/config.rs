@@ -28,6 +28,8 @@ pub struct Config {
     pub media: MediaConfig,
     #[serde(default)]
     pub calls: CallsConfig,
+    #[serde(default)]
+    pub smsc: SmsConfig,
     /// `[[trunk]]` tables. They are merged with the trunks added by `ivm-sipd trunk add`
     /// (kept in the store); on a name clash the config file wins and the stored trunk is
     /// ignored.
@@ -242,6 +244,51 @@ impl Default for CallsConfig {
     }
 }
 
+/// How SMS notifications leave (`[smsc]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsMode {
+    /// Start the built-in SMSC on `listen` and send to it (the zero-setup default).
+    Builtin,
+    /// Send to the SMSC at `address`.
+    External,
+    /// Send no SMS.
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsConfig {
+    pub mode: SmsMode,
+    /// Where the built-in SMSC listens.
+    pub listen: SocketAddr,
+    /// The external SMSC (`host:port`), for `mode = "external"`.
+    pub address: String,
+    pub system_id: String,
+    pub password: String,
+    /// The sender of our SMS: a short name or a number.
+    pub source_addr: String,
+    /// Most submit_sm awaiting a response.
+    pub window: usize,
+    /// Most submit_sm per second; 0 = no limit.
+    pub rate_per_sec: u32,
+}
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        SmsConfig {
+            mode: SmsMode::Builtin,
+            listen: SocketAddr::from(([127, 0, 0, 1], 2775)),
+            address: String::new(),
+            system_id: "ivm".into(),
+            password: "ivm".into(),
+            source_addr: "IVM".into(),
+            window: 10,
+            rate_per_sec: 0,
+        }
+    }
+}
+
 /// A configuration error, already naming the file, key and line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -319,6 +366,18 @@ impl Config {
 
     /// Checks that need more than one key or a range.
     fn check(&self, text: &str) -> Result<(), String> {
+        if self.smsc.mode == SmsMode::External && self.smsc.address.is_empty() {
+            return Err(match line_of(text, "smsc", "mode") {
+                Some(line) => format!("smsc.address: required with mode = \"external\" (mode set at line {line})"),
+                None => "smsc.address: required with mode = \"external\"".into(),
+            });
+        }
+        if self.smsc.window == 0 {
+            return Err(match line_of(text, "smsc", "window") {
+                Some(line) => format!("smsc.window (line {line}): must be at least 1"),
+                None => "smsc.window: must be at least 1".into(),
+            });
+        }
         let at = |section: &str, key: &str, why: &str| match line_of(text, section, key) {
             Some(line) => format!("{section}.{key} (line {line}): {why}"),
             None => format!("{section}.{key}: {why}"),

@@ -32,6 +32,16 @@ fn main() -> anyhow::Result<()> {
             if let Some(ports) = args.rtp_ports {
                 config.media.rtp_ports = ports;
             }
+            if let Some(address) = args.smsc {
+                config.smsc.mode = ivm_sipd::config::SmsMode::External;
+                config.smsc.address = address;
+            }
+            if let Some(id) = args.smsc_system_id {
+                config.smsc.system_id = id;
+            }
+            if let Some(pw) = args.smsc_password {
+                config.smsc.password = pw;
+            }
             // A bad dial plan file stops the start here, before anything binds.
             DialPlan::from_config(&config.calls)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -148,6 +148,9 @@ async fn start_calls(
         location.clone(),
         config.sip.realm.clone(),
     );
+    let sms = crate::notification::sms::start(&config.smsc, crate::store::db_path(data_dir), store.clone())
+        .await?
+        .map(|c| Arc::new(c) as Arc<dyn crate::notification::sms::SmsGateway>);
     Ok(Arc::new(Calls {
         core,
         dialogs,
@@ -160,7 +163,7 @@ async fn start_calls(
         ports,
         settings,
         mwi,
-        sms: None,
+        sms,
         live: Default::default(),
     }))
 }

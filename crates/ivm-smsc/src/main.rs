@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ivm_smsc::client::session::{Session, SessionEvent};
+use ivm_smsc::receipt::MessageIdKey;
 use ivm_smsc::server::{self, IdFormat, ReceiptIdFormat, ServerConfig};
 use ivm_smsc::{SmsClient, SmsRequest, SmsStatus, SmscConfig, bench};
 use serde_json::json;
@@ -200,6 +201,7 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -290,8 +292,8 @@ async fn send_direct(a: SendArgs) -> Result<()> {
         }
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(a.wait_receipt_secs);
-    let mut waiting = ids.len();
-    while waiting > 0 && a.wait_receipt_secs > 0 {
+    let mut waiting: Vec<MessageIdKey> = ids.iter().map(|id| MessageIdKey::new(id)).collect();
+    while !waiting.is_empty() && a.wait_receipt_secs > 0 {
         match tokio::time::timeout_at(deadline, events.next()).await {
             Ok(Some(SessionEvent::Receipt {
                 sequence,
@@ -299,13 +301,18 @@ async fn send_direct(a: SendArgs) -> Result<()> {
                 outcome,
             })) => {
                 session.ack_deliver(sequence).await;
-                println!("{}", json!({ "receipt": smsc_id, "outcome": format!("{outcome:?}") }));
-                waiting = waiting.saturating_sub(1);
+                // Receipts held by the SMSC for earlier sessions of this system_id are
+                // acknowledged but not counted.
+                let key = MessageIdKey::new(&smsc_id);
+                if let Some(i) = waiting.iter().position(|w| key.matches(w)) {
+                    waiting.swap_remove(i);
+                    println!("{}", json!({ "receipt": smsc_id, "outcome": format!("{outcome:?}") }));
+                }
             }
             Ok(Some(SessionEvent::Message { sequence, .. })) => session.ack_deliver(sequence).await,
             Ok(Some(SessionEvent::Closed(reason))) => bail!("session closed: {reason}"),
             Ok(None) => break,
-            Err(_) => bail!("{waiting} receipt(s) missing after {} s", a.wait_receipt_secs),
+            Err(_) => bail!("{} receipt(s) missing after {} s", waiting.len(), a.wait_receipt_secs),
         }
     }
     session.close().await;
@@ -347,9 +354,8 @@ async fn send_via_outbox(a: SendArgs, db: PathBuf) -> Result<()> {
         if done == ids.len() {
             break;
         }
-        match tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
-            Ok(Ok(ev)) => println!("{}", json!({ "id": ev.id, "status": format!("{:?}", ev.status) })),
-            Ok(Err(_)) | Err(_) => {}
+        if let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
+            println!("{}", json!({ "id": ev.id, "status": format!("{:?}", ev.status) }))
         }
     }
     for id in &ids {

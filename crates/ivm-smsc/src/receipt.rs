@@ -170,7 +170,7 @@ impl MessageIdKey {
             stripped.to_string()
         };
         let dec = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-            u128::from_str_radix(&t, 10).ok().map(|v| v.to_string())
+            t.parse::<u128>().ok().map(|v| v.to_string())
         } else {
             None
         };

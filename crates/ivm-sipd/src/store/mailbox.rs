@@ -179,6 +179,15 @@ pub fn set_folder(conn: &Connection, message_id: i64, target: &str, folder: &str
     Ok(())
 }
 
+/// Records what the SMSC said about the SMS that announced a delivery.
+pub fn set_sms_state(conn: &Connection, message_id: i64, target: &str, state: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE deliveries SET sms_state = ?1, updated_at = ?2 WHERE message_id = ?3 AND target = ?4",
+        params![state, unix_now_ms(), message_id, target],
+    )?;
+    Ok(())
+}
+
 /// Marks a delivery notified, once; true when this call did it.
 pub fn mark_notified(conn: &Connection, message_id: i64, target: &str) -> Result<bool, StoreError> {
     let n = conn.execute(

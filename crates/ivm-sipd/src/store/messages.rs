@@ -135,6 +135,10 @@ pub struct DeliveryRow {
     pub target: String,
     pub state: String,
     pub sip_status: Option<u16>,
+    /// `new`, `saved` or `deleted` (the target's mailbox).
+    pub folder: String,
+    /// What the SMSC said about the SMS announcing it, if one was sent.
+    pub sms_state: Option<String>,
 }
 
 /// Every message, oldest first, with its deliveries.
@@ -157,8 +161,9 @@ pub fn list(conn: &Connection) -> Result<Vec<MessageRow>, StoreError> {
             })
         })?
         .collect::<Result<_, _>>()?;
-    let mut d =
-        conn.prepare_cached("SELECT target, state, sip_status FROM deliveries WHERE message_id = ?1 ORDER BY target")?;
+    let mut d = conn.prepare_cached(
+        "SELECT target, state, sip_status, folder, sms_state FROM deliveries WHERE message_id = ?1 ORDER BY target",
+    )?;
     for m in &mut rows {
         m.deliveries = d
             .query_map([m.id], |r| {
@@ -166,6 +171,8 @@ pub fn list(conn: &Connection) -> Result<Vec<MessageRow>, StoreError> {
                     target: r.get(0)?,
                     state: r.get(1)?,
                     sip_status: r.get(2)?,
+                    folder: r.get(3)?,
+                    sms_state: r.get(4)?,
                 })
             })?
             .collect::<Result<_, _>>()?;

@@ -128,6 +128,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE deliveries ADD COLUMN notified_at INTEGER;
     ALTER TABLE deliveries ADD COLUMN forwarded_at INTEGER;
     CREATE INDEX deliveries_by_target ON deliveries (target, folder);",
+    // 5: what the SMSC reported for the SMS announcing a delivery
+    "ALTER TABLE deliveries ADD COLUMN sms_state TEXT;",
 ];
 
 /// Opens (creating when needed) the database of a data directory and migrates its schema.

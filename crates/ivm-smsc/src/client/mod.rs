@@ -2,6 +2,7 @@
 //! enqueue notifications and follow their status; a background task ([`sender`]) does the
 //! sending over one [`session::Session`] and a thread owns the outbox.
 
+mod kick;
 pub(crate) mod pacing;
 pub(crate) mod sender;
 pub mod session;
@@ -100,10 +101,10 @@ impl SmsClient {
     pub async fn shutdown(self) {
         let _ = self.inner.shutdown.send(true);
         let task = self.inner.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(task) = task {
-            if tokio::time::timeout(Duration::from_secs(15), task).await.is_err() {
-                tracing::warn!("SMS client did not stop in time");
-            }
+        if let Some(task) = task
+            && tokio::time::timeout(Duration::from_secs(15), task).await.is_err()
+        {
+            tracing::warn!("SMS client did not stop in time");
         }
         let _ = self.inner.outbox.flush().await;
     }

@@ -196,6 +196,10 @@ impl Dispatch<'_> {
     async fn dispatch_forever(&self, wake: &Notify, rate: &mut RateLimiter) -> String {
         let mut cursor = 0i64;
         loop {
+            // Rows in flight when the read is sent may finish before its answer comes back;
+            // their "accepted" mark is queued after the read, so the read still shows them
+            // queued. They are skipped by this snapshot, not by the live set.
+            let busy = self.inflight_snapshot();
             let rows = match self.outbox.pending(cursor, FETCH).await {
                 Ok(rows) => rows,
                 Err(e) => {
@@ -209,7 +213,7 @@ impl Dispatch<'_> {
             let mut dispatched = 0usize;
             for row in rows {
                 cursor = row.id;
-                if self.is_inflight(row.id) {
+                if busy.contains(&row.id) || self.is_inflight(row.id) {
                     continue;
                 }
                 if let Err(reason) = self.send_row(row, rate).await {
@@ -227,6 +231,10 @@ impl Dispatch<'_> {
                 }
             }
         }
+    }
+
+    fn inflight_snapshot(&self) -> HashSet<i64> {
+        self.inflight.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     fn is_inflight(&self, id: i64) -> bool {
@@ -262,9 +270,7 @@ impl Dispatch<'_> {
             if row.submitted_parts.contains(&part_no) {
                 continue;
             }
-            tracing::trace!(id = row.id, part = part_no, "waiting for pause");
             self.wait_unpaused().await;
-            tracing::trace!(id = row.id, part = part_no, "waiting for window");
             let permit = self
                 .session
                 .window()
@@ -275,7 +281,6 @@ impl Dispatch<'_> {
                 return Err("connection closed".into());
             }
             rate.acquire().await;
-            tracing::trace!(id = row.id, part = part_no, "spawn");
             self.spawn_part(row.id, part_no, part, permit, guard.clone());
         }
         Ok(())
@@ -294,9 +299,7 @@ impl Dispatch<'_> {
         let lost = self.lost.clone();
         let paused = self.paused_until.clone();
         tokio::spawn(async move {
-            tracing::trace!(id, part = part_no, "submitting");
             let result = session.submit(&part).await;
-            tracing::trace!(id, part = part_no, ok = result.is_ok(), "submitted");
             drop(permit);
             match result {
                 Ok(smsc_id) => {

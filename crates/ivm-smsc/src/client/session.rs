@@ -20,6 +20,7 @@ use rusmppc::{ConnectionBuilder, Event};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
+use super::kick::{Backlog, KickStream};
 use crate::address::Address;
 use crate::config::SmscConfig;
 use crate::encoding::{self, EncodedPart};
@@ -37,6 +38,7 @@ const MAX_COMMAND_LENGTH: usize = 64 * 1024;
 #[derive(Clone, Debug)]
 pub struct Session {
     client: rusmppc::Client,
+    backlog: Arc<Backlog>,
     window: Arc<Semaphore>,
     source: Address,
     gsm_packed: bool,
@@ -86,6 +88,7 @@ pub enum SessionEvent {
 /// The SMSC-initiated side of a session.
 pub struct SessionEvents {
     client: rusmppc::Client,
+    backlog: Arc<Backlog>,
     stream: std::pin::Pin<Box<dyn Stream<Item = Event> + Send + Sync>>,
     closed: bool,
 }
@@ -128,13 +131,14 @@ impl Session {
                 reason: e.to_string(),
             })?;
         let _ = stream.set_nodelay(true);
+        let backlog = Arc::new(Backlog::default());
         let (client, events) = ConnectionBuilder::new()
             .disable_interface_version_check()
             .max_command_length(MAX_COMMAND_LENGTH)
             .enquire_link_interval(cfg.enquire_link_interval())
             .enquire_link_response_timeout(RESPONSE_TIMEOUT)
             .response_timeout(RESPONSE_TIMEOUT)
-            .connected(stream);
+            .connected(KickStream::new(stream, backlog.clone()));
         let bind = BindTransceiver::builder()
             .system_id(cstr("system_id", &cfg.system_id)?)
             .password(cstr("password", &cfg.password)?)
@@ -144,6 +148,7 @@ impl Session {
             .addr_npi(Npi::Unknown)
             .address_range(COctetString::empty())
             .build();
+        backlog.hand();
         let resp = match tokio::time::timeout(CONNECT_TIMEOUT, client.bind_transceiver(bind)).await {
             Err(_) => return Err(SessionError::BindRefused("no bind_transceiver_resp".into())),
             Ok(Ok(resp)) => resp,
@@ -162,11 +167,13 @@ impl Session {
             gsm_packed: cfg.gsm_packed,
             smsc_system_id: resp.system_id.to_string(),
             client: client.clone(),
+            backlog: backlog.clone(),
         };
         Ok((
             session,
             SessionEvents {
                 client,
+                backlog,
                 stream: Box::pin(events),
                 closed: false,
             },
@@ -232,8 +239,13 @@ impl Session {
             short_message,
             Vec::new(),
         );
+        self.backlog.hand();
         match self.client.submit_sm(sm).await {
             Ok(resp) => Ok(resp.message_id().to_string()),
+            Err(rusmppc::error::Error::ConnectionClosed) => {
+                self.backlog.forget();
+                Err(SessionError::Connection("connection closed".into()))
+            }
             Err(rusmppc::error::Error::UnexpectedResponse { response }) => {
                 let status = response.status();
                 if status == CommandStatus::EsmeRok {
@@ -253,7 +265,9 @@ impl Session {
 
     /// Answers a `deliver_sm` with OK.
     pub async fn ack_deliver(&self, sequence: u32) {
+        self.backlog.hand();
         if let Err(e) = self.client.deliver_sm_resp(sequence, DeliverSmResp::default()).await {
+            self.backlog.forget();
             tracing::debug!(sequence, error = %e, "deliver_sm_resp not sent");
         }
     }
@@ -265,6 +279,7 @@ impl Session {
 
     /// Unbinds (waiting briefly for `unbind_resp`) and closes the connection.
     pub async fn close(&self) {
+        self.backlog.hand();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.client.unbind()).await;
         let _ = self.client.close().await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.client.closed()).await;
@@ -309,6 +324,7 @@ impl SessionEvents {
         match command.pdu() {
             Some(Pdu::DeliverSm(dsm)) => Some(classify_deliver_sm(sequence, dsm)),
             Some(Pdu::Unbind) => {
+                self.backlog.hand();
                 let _ = self.client.unbind_resp(sequence).await;
                 let _ = self.client.close().await;
                 Some(SessionEvent::Closed("the SMSC unbound".into()))
@@ -324,6 +340,7 @@ impl SessionEvents {
                     ?id,
                     "unsupported request from the SMSC, answered generic_nack"
                 );
+                self.backlog.hand();
                 let _ = self
                     .client
                     .status(CommandStatus::EsmeRinvcmdid)
@@ -352,8 +369,7 @@ pub fn classify_deliver_sm(sequence: u32, dsm: &DeliverSm) -> SessionEvent {
     }
     let text = encoding::decode_short_message(dc, esm, body).text;
     let parsed = receipt::parse_receipt_text(&text);
-    let is_receipt =
-        esm & 0x3C != 0 || tlv_id.is_some() || (parsed.is_some() && esm & 0x3C == 0 && text.contains("stat:"));
+    let is_receipt = esm & 0x3C != 0 || tlv_id.is_some() || (parsed.is_some() && text.contains("stat:"));
     if is_receipt {
         let smsc_id = tlv_id.or_else(|| parsed.as_ref().map(|p| p.id.clone()));
         if let Some(smsc_id) = smsc_id {

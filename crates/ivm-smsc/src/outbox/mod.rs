@@ -161,6 +161,10 @@ CREATE TABLE IF NOT EXISTS sms_receipt_unmatched (
     outcome     TEXT NOT NULL,
     received_ms INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS sms_receipt_unmatched_text ON sms_receipt_unmatched (id_text);
+CREATE INDEX IF NOT EXISTS sms_receipt_unmatched_dec ON sms_receipt_unmatched (id_dec) WHERE id_dec IS NOT NULL;
+CREATE INDEX IF NOT EXISTS sms_receipt_unmatched_hex ON sms_receipt_unmatched (id_hex) WHERE id_hex IS NOT NULL;
+CREATE INDEX IF NOT EXISTS sms_receipt_unmatched_age ON sms_receipt_unmatched (received_ms);
 ";
 
 fn now_ms() -> i64 {
@@ -335,13 +339,13 @@ impl Outbox {
                 .execute(params![id, smsc_id, now_ms()])?;
             events.push(self.event(id, SmsStatus::Submitted { smsc_id })?);
         }
-        if self.unmatched > 0 {
-            if let Some((rid, outcome)) = self.take_unmatched_for(&key)? {
-                if let Some(ev) = self.apply_part_outcome(id, part, &outcome)? {
-                    events.push(ev);
-                }
-                tracing::debug!(id, part, receipt = rid, "early receipt matched");
+        if self.unmatched > 0
+            && let Some((rid, outcome)) = self.take_unmatched_for(&key)?
+        {
+            if let Some(ev) = self.apply_part_outcome(id, part, &outcome)? {
+                events.push(ev);
             }
+            tracing::debug!(id, part, receipt = rid, "early receipt matched");
         }
         Ok(events)
     }
@@ -391,46 +395,61 @@ impl Outbox {
             return Ok(Some(hit));
         }
         // A decimal receipt id for a hex submit id, then a hex receipt id for a decimal one.
-        if let Some(dec) = &key.dec {
-            if let Some(hit) = self
+        if let Some(dec) = &key.dec
+            && let Some(hit) = self
                 .conn
                 .prepare_cached(&hex_submitted)?
                 .query_row([dec], get)
                 .optional()?
-            {
-                return Ok(Some(hit));
-            }
+        {
+            return Ok(Some(hit));
         }
-        if let Some(hex) = &key.hex {
-            if let Some(hit) = self
+        if let Some(hex) = &key.hex
+            && let Some(hit) = self
                 .conn
                 .prepare_cached(&dec_submitted)?
                 .query_row([hex], get)
                 .optional()?
-            {
-                return Ok(Some(hit));
-            }
+        {
+            return Ok(Some(hit));
         }
         Ok(None)
     }
 
     /// An unmatched receipt whose id names the part just submitted as `key`.
     fn take_unmatched_for(&mut self, key: &MessageIdKey) -> Result<Option<(i64, ReceiptOutcome)>, SmsError> {
-        let hit: Option<(i64, String)> = self
-            .conn
-            .prepare_cached(
-                "SELECT id, outcome FROM sms_receipt_unmatched
-                 WHERE id_text = ?1 OR (?2 IS NOT NULL AND id_dec = ?2) OR (?3 IS NOT NULL AND id_hex = ?3)
-                 ORDER BY id LIMIT 1",
-            )?
-            .query_row(params![key.text, key.hex, key.dec], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let Some((rid, outcome)) = hit else { return Ok(None) };
-        self.conn
-            .prepare_cached("DELETE FROM sms_receipt_unmatched WHERE id = ?1")?
-            .execute([rid])?;
-        self.unmatched = self.unmatched.saturating_sub(1);
-        Ok(Some((rid, outcome_from_db(&outcome))))
+        // The same id text, then a decimal receipt id for this hex id, then a hex receipt id
+        // for this decimal id (each lookup on its own index).
+        let lookups = [
+            (
+                "SELECT id, outcome FROM sms_receipt_unmatched WHERE id_text = ?1 ORDER BY id LIMIT 1",
+                Some(&key.text),
+            ),
+            (
+                "SELECT id, outcome FROM sms_receipt_unmatched WHERE id_dec = ?1 ORDER BY id LIMIT 1",
+                key.hex.as_ref(),
+            ),
+            (
+                "SELECT id, outcome FROM sms_receipt_unmatched WHERE id_hex = ?1 ORDER BY id LIMIT 1",
+                key.dec.as_ref(),
+            ),
+        ];
+        for (sql, value) in lookups {
+            let Some(value) = value else { continue };
+            let hit: Option<(i64, String)> = self
+                .conn
+                .prepare_cached(sql)?
+                .query_row([value], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if let Some((rid, outcome)) = hit {
+                self.conn
+                    .prepare_cached("DELETE FROM sms_receipt_unmatched WHERE id = ?1")?
+                    .execute([rid])?;
+                self.unmatched = self.unmatched.saturating_sub(1);
+                return Ok(Some((rid, outcome_from_db(&outcome))));
+            }
+        }
+        Ok(None)
     }
 
     /// Sets one part's receipt outcome and moves the row to `delivered` (all parts delivered) or

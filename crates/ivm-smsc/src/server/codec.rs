@@ -14,7 +14,7 @@ pub(crate) const HEADER: usize = 16;
 #[derive(Debug)]
 pub(crate) enum Frame {
     /// A PDU rusmpp could decode.
-    Command(Command),
+    Command(Box<Command>),
     /// A PDU of a sane length that could not be decoded.
     Invalid {
         /// Its `command_id`.
@@ -74,7 +74,7 @@ pub(crate) fn next_frame(buf: &mut BytesMut, max_len: usize) -> Result<Option<Fr
                     status: CommandStatus::EsmeRinvcmdid,
                 }));
             }
-            Ok(Some(Frame::Command(command)))
+            Ok(Some(Frame::Command(Box::new(command))))
         }
         Err(e) => {
             tracing::debug!(command_id, sequence_number, error = %e, "undecodable PDU");

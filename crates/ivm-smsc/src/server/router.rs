@@ -114,13 +114,13 @@ impl Router {
             address_range: address_range.to_string(),
             tx,
         };
-        if kind.can_receive() {
-            if let Some(held) = inner.pending.remove(system_id) {
-                inner.pending_total -= held.len();
-                tracing::info!(system_id, receipts = held.len(), "delivering held receipts");
-                for dsm in held {
-                    let _ = entry.tx.send(Out::Deliver(dsm));
-                }
+        if kind.can_receive()
+            && let Some(held) = inner.pending.remove(system_id)
+        {
+            inner.pending_total -= held.len();
+            tracing::info!(system_id, receipts = held.len(), "delivering held receipts");
+            for dsm in held {
+                let _ = entry.tx.send(Out::Deliver(dsm));
             }
         }
         if entry.watches_anything() {
@@ -132,10 +132,10 @@ impl Router {
     /// Removes a session.
     pub(crate) fn unregister(&self, id: u64) {
         let Ok(mut inner) = self.inner.lock() else { return };
-        if let Some(e) = inner.sessions.remove(&id) {
-            if e.watches_anything() {
-                self.watchers.fetch_sub(1, Ordering::Relaxed);
-            }
+        if let Some(e) = inner.sessions.remove(&id)
+            && e.watches_anything()
+        {
+            self.watchers.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -159,12 +159,11 @@ impl Router {
     fn route_receipt(&self, origin: u64, system_id: &str, dsm: DeliverSm) {
         let Ok(mut inner) = self.inner.lock() else { return };
         let mut dsm = Some(dsm);
-        if let Some(e) = inner.sessions.get(&origin).filter(|e| e.kind.can_receive()) {
-            if let Some(d) = dsm.take() {
-                if let Err(mpsc::error::SendError(Out::Deliver(back))) = e.tx.send(Out::Deliver(d)) {
-                    dsm = Some(back);
-                }
-            }
+        if let Some(e) = inner.sessions.get(&origin).filter(|e| e.kind.can_receive())
+            && let Some(d) = dsm.take()
+            && let Err(mpsc::error::SendError(Out::Deliver(back))) = e.tx.send(Out::Deliver(d))
+        {
+            dsm = Some(back);
         }
         if dsm.is_some() {
             for e in inner
