@@ -46,7 +46,7 @@ impl Default for SmscConfig {
             rate_per_sec: 0,
             enquire_link_secs: 30,
             reconnect_min_ms: 500,
-            reconnect_max_ms: 30_000,
+            reconnect_max_ms: 10_000,
             gsm_packed: false,
         }
     }

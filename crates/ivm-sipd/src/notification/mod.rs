@@ -18,6 +18,10 @@ use crate::store::mailbox;
 pub fn missed(calls: &Arc<Calls>, message_id: i64, target: &str) {
     let (calls, target) = (calls.clone(), target.to_owned());
     tokio::spawn(async move {
+        // Announce a message once it is complete, so the SMS can say how long it is.
+        while calls.live_stream(message_id).is_some() {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
         let t = target.clone();
         let first = calls
             .store

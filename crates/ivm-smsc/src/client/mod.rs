@@ -1,5 +1,5 @@
 //! The SMS client (an SMPP 3.4 ESME): [`SmsClient`] is the handle the application uses to
-//! enqueue notifications and follow their status; a background task ([`sender`]) does the
+//! enqueue notifications and follow their status; a background task (`sender`) does the
 //! sending over one [`session::Session`] and a thread owns the outbox.
 
 mod kick;

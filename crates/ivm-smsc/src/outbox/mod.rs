@@ -13,7 +13,7 @@
 //! The database file is shared with the application: the tables are created with
 //! `CREATE TABLE IF NOT EXISTS` and prefixed `sms_`; this module never touches `user_version`.
 //! It uses its own connection in WAL mode with a busy timeout and `synchronous=FULL`, so a
-//! committed enqueue survives a power cut; the [`worker`] groups many operations per commit.
+//! committed enqueue survives a power cut; the `worker` thread groups many operations per commit.
 
 pub(crate) mod worker;
 

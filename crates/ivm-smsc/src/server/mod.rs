@@ -13,7 +13,7 @@
 //! malformed PDU gets `generic_nack`. Every message is logged at info with its decoded text and
 //! the last [`ServerConfig::keep_messages`] are kept for [`ServerHandle::messages`].
 //!
-//! Modules: [`codec`] frames PDUs, `connection` runs one ESME connection, `router` knows the
+//! Modules: `codec` frames PDUs, `connection` runs one ESME connection, `router` knows the
 //! bound sessions and where receipts go.
 
 pub(crate) mod codec;
