@@ -33,8 +33,8 @@ use crate::sip::{Request, Response};
 use crate::sip_core::SipCore;
 use crate::store::StoreError;
 use crate::store::cdrs::{self, Cdr};
-use crate::store::messages;
 use crate::store::writer::StoreHandle;
+use crate::store::{mailbox, messages};
 use crate::transaction::TsxKey;
 use crate::transport::Peer;
 use crate::trunk::TrunkTable;
@@ -117,6 +117,31 @@ impl Calls {
     pub fn retrieval_number(&self, message_id: i64) -> Option<String> {
         let id = u32::try_from(message_id.rem_euclid(1_000_000)).ok()?;
         self.dial_plan.retrieval_number(id, RetrievalKind::Ivm)
+    }
+
+    /// A message's row (sender, state, duration), or `None` when it does not exist or the
+    /// store is unavailable (logged).
+    pub async fn message(&self, message_id: i64) -> Option<mailbox::Entry> {
+        match self.store.run(move |conn| mailbox::message(conn, message_id)).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(message_id, error = %e, "message unavailable");
+                None
+            }
+        }
+    }
+
+    /// A subscriber's notification profile, or `None` when it is no subscriber (or the store
+    /// is unavailable, logged).
+    pub async fn profile(&self, number: &str) -> Option<mailbox::Profile> {
+        let n = number.to_owned();
+        match self.store.run(move |conn| mailbox::profile(conn, &n)).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(number, error = %e, "subscriber profile unavailable");
+                None
+            }
+        }
     }
 
     /// The live stream of a message being recorded.

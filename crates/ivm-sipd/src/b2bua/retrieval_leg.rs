@@ -54,12 +54,7 @@ pub async fn run(
     let (owner, candidates, single) = match service {
         Service::Retrieve { message_id, .. } => {
             let id = i64::from(message_id);
-            let found = calls
-                .store
-                .run(move |conn| mailbox::message(conn, id))
-                .await
-                .ok()
-                .flatten();
+            let found = calls.message(id).await;
             if found.is_none() {
                 return reject(404, &format!("Not Found (no message {message_id:06})"));
             }
@@ -106,12 +101,7 @@ pub async fn run(
     tracing::info!(caller, owner, message = ?single, "retrieval call");
     let entries = match single {
         Some(id) => {
-            let e = calls
-                .store
-                .run(move |conn| mailbox::message(conn, id))
-                .await
-                .ok()
-                .flatten();
+            let e = calls.message(id).await;
             e.into_iter().collect::<Vec<Entry>>()
         }
         None => {

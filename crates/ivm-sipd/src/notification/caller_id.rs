@@ -13,7 +13,6 @@ use crate::b2bua::Calls;
 use crate::b2bua::target_leg::{self, Caller, Destination, Ringing};
 use crate::dialog::Dialog;
 use crate::sip::Method;
-use crate::store::mailbox;
 
 /// Places the caller-ID call for a missed message.
 pub async fn call(calls: Arc<Calls>, message_id: i64, target: String) {
@@ -25,12 +24,7 @@ pub async fn call(calls: Arc<Calls>, message_id: i64, target: String) {
         tracing::info!(message_id, target, "caller-ID call: target not registered");
         return;
     };
-    let m = calls
-        .store
-        .run(move |conn| mailbox::message(conn, message_id))
-        .await
-        .ok()
-        .flatten();
+    let m = calls.message(message_id).await;
     let sender = m.map(|m| m.sender).unwrap_or_default();
     let Some(number) = calls.retrieval_number(message_id) else {
         return;
@@ -71,13 +65,7 @@ pub async fn call(calls: Arc<Calls>, message_id: i64, target: String) {
 /// The target itself when it is a registered subscriber, else its MSISDN (or the number
 /// itself) through a trunk.
 async fn destination(calls: &Calls, target: &str) -> Option<Destination> {
-    let t = target.to_owned();
-    let profile = calls
-        .store
-        .run(move |conn| mailbox::profile(conn, &t))
-        .await
-        .ok()
-        .flatten();
+    let profile = calls.profile(&target).await;
     if profile.is_some() && !calls.location.lookup(target, crate::store::unix_now()).is_empty() {
         return Some(Destination::subscriber(target.to_owned()));
     }

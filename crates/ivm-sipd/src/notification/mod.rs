@@ -30,13 +30,7 @@ pub fn missed(calls: &Arc<Calls>, message_id: i64, target: &str) {
         if !matches!(first, Ok(true)) {
             return; // already notified (or the store is down: logged there)
         }
-        let t = target.clone();
-        let profile = calls
-            .store
-            .run(move |conn| mailbox::profile(conn, &t))
-            .await
-            .ok()
-            .flatten();
+        let profile = calls.profile(&target).await;
         let (sms_to, callerid, mwi) = match &profile {
             Some(p) => (
                 p.msisdn.clone().filter(|_| p.notify_sms),

@@ -10,19 +10,12 @@ use crate::b2bua::Calls;
 use crate::dialog::{new_tag, via_value};
 use crate::sip::message::random_token;
 use crate::sip::{HeaderName, Method, Request, Uri};
-use crate::store::mailbox;
 use crate::transaction::new_branch;
 use crate::transport::Peer;
 
 /// Tells the sender of `message_id` what became of its delivery to `target`.
 pub async fn report(calls: &Arc<Calls>, message_id: i64, target: &str, accepted: bool) {
-    let Some(m) = calls
-        .store
-        .run(move |conn| mailbox::message(conn, message_id))
-        .await
-        .ok()
-        .flatten()
-    else {
+    let Some(m) = calls.message(message_id).await else {
         return;
     };
     let text = format!(
@@ -57,13 +50,7 @@ pub async fn report(calls: &Arc<Calls>, message_id: i64, target: &str, accepted:
         crate::notification::mwi::send_and_forget(&calls.core, req, peer);
         return;
     }
-    let sender = m.sender.clone();
-    let profile = calls
-        .store
-        .run(move |conn| mailbox::profile(conn, &sender))
-        .await
-        .ok()
-        .flatten();
+    let profile = calls.profile(&m.sender).await;
     if let Some(msisdn) = profile.and_then(|p| p.msisdn) {
         tracing::info!(message_id, sender = %m.sender, target, accepted, "status to sender by SMS");
         super::sms::send(

@@ -122,13 +122,7 @@ pub fn missed_text(sender: &str, duration_ms: i64, retrieval_number: &str) -> St
 
 /// Announces a missed message to `to` (an MSISDN).
 pub async fn missed(calls: &Arc<Calls>, message_id: i64, target: &str, to: &str) {
-    let Some(m) = calls
-        .store
-        .run(move |conn| mailbox::message(conn, message_id))
-        .await
-        .ok()
-        .flatten()
-    else {
+    let Some(m) = calls.message(message_id).await else {
         return;
     };
     let Some(number) = calls.retrieval_number(message_id) else {

@@ -14,8 +14,7 @@ use crate::store::mailbox;
 
 /// Delivers `aor`'s pending messages by its rule.
 pub async fn deliver(calls: Arc<Calls>, aor: String) {
-    let a = aor.clone();
-    let Ok(Some(profile)) = calls.store.run(move |conn| mailbox::profile(conn, &a)).await else {
+    let Some(profile) = calls.profile(&aor).await else {
         return;
     };
     if !profile.forward_by_call {
@@ -27,13 +26,7 @@ pub async fn deliver(calls: Arc<Calls>, aor: String) {
         Err(e) => return tracing::error!(aor, error = %e, "store and forward: pending messages unavailable"),
     };
     for message_id in pending {
-        let Some(m) = calls
-            .store
-            .run(move |conn| mailbox::message(conn, message_id))
-            .await
-            .ok()
-            .flatten()
-        else {
+        let Some(m) = calls.message(message_id).await else {
             continue;
         };
         let audio = match calls.live_stream(message_id) {

@@ -112,6 +112,19 @@ pub struct Entry {
     pub created_at: i64,
 }
 
+/// An entry from a row of (id, sender, state, folder, recording, duration_ms, created_at).
+fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    Ok(Entry {
+        message_id: r.get(0)?,
+        sender: r.get(1)?,
+        state: r.get(2)?,
+        folder: r.get(3)?,
+        recording: r.get(4)?,
+        duration_ms: r.get(5)?,
+        created_at: r.get(6)?,
+    })
+}
+
 /// A target's messages to play: unheard first (oldest first), then saved/heard ones.
 pub fn entries(conn: &Connection, target: &str) -> Result<Vec<Entry>, StoreError> {
     let mut stmt = conn.prepare_cached(
@@ -120,17 +133,7 @@ pub fn entries(conn: &Connection, target: &str) -> Result<Vec<Entry>, StoreError
          WHERE d.target = ?1 AND d.folder != 'deleted' AND d.state NOT IN ('rejected', 'expired')
          ORDER BY (d.state = 'heard' OR d.state = 'delivered' OR d.folder = 'saved'), m.id",
     )?;
-    let rows = stmt.query_map([target], |r| {
-        Ok(Entry {
-            message_id: r.get(0)?,
-            sender: r.get(1)?,
-            state: r.get(2)?,
-            folder: r.get(3)?,
-            recording: r.get(4)?,
-            duration_ms: r.get(5)?,
-            created_at: r.get(6)?,
-        })
-    })?;
+    let rows = stmt.query_map([target], entry)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -146,17 +149,7 @@ pub fn message(conn: &Connection, message_id: i64) -> Result<Option<Entry>, Stor
         .query_row(
             "SELECT id, sender, state, 'new', state = 'recording', duration_ms, created_at FROM messages WHERE id = ?1",
             [message_id],
-            |r| {
-                Ok(Entry {
-                    message_id: r.get(0)?,
-                    sender: r.get(1)?,
-                    state: r.get(2)?,
-                    folder: r.get(3)?,
-                    recording: r.get(4)?,
-                    duration_ms: r.get(5)?,
-                    created_at: r.get(6)?,
-                })
-            },
+            entry,
         )
         .optional()?)
 }
