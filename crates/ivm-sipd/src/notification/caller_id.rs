@@ -65,7 +65,7 @@ pub async fn call(calls: Arc<Calls>, message_id: i64, target: String) {
 /// The target itself when it is a registered subscriber, else its MSISDN (or the number
 /// itself) through a trunk.
 async fn destination(calls: &Calls, target: &str) -> Option<Destination> {
-    let profile = calls.profile(&target).await;
+    let profile = calls.profile(target).await;
     if profile.is_some() && !calls.location.lookup(target, crate::store::unix_now()).is_empty() {
         return Some(Destination::subscriber(target.to_owned()));
     }
