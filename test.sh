@@ -6,7 +6,8 @@
 #   ./test.sh -- --nocapture       # e.g. to see the RFC 4475 result table
 #
 # On a fresh Debian/Ubuntu machine it first installs what the tests need and
-# is missing: SIPp (package sip-tester) and a C compiler (bundled SQLite).
+# is missing: SIPp (package sip-tester), a C compiler (bundled SQLite), npm and pip, then
+# the SMPP peers node-smpp and smpplib (crates/ivm-smsc/tests/install-peers.sh).
 # A Rust toolchain (cargo) is a prerequisite.
 # Environment: IVM_SIPD_BIN (server binary to test), CARGO_TARGET_DIR,
 # SIPP (sipp binary), RUST_LOG (server log level in the tests).
@@ -27,6 +28,9 @@ as_root() {
 packages=()
 command -v sipp >/dev/null 2>&1 || packages+=(sip-tester)
 command -v cc >/dev/null 2>&1 || packages+=(build-essential)
+# The third-party SMPP peers of the ivm-smsc tests: node-smpp (npm) and smpplib (PyPI).
+command -v npm >/dev/null 2>&1 || packages+=(npm)
+python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 if [ "${#packages[@]}" -gt 0 ]; then
     if ! command -v apt-get >/dev/null 2>&1; then
         echo "test.sh: missing ${packages[*]} and no apt-get to install them" >&2
@@ -46,5 +50,6 @@ if ! command -v cargo >/dev/null 2>&1; then
     fi
 fi
 
-cargo build --release -p ivm-sipd --bins
+crates/ivm-smsc/tests/install-peers.sh
+cargo build --release -p ivm-sipd -p ivm-smsc --bins
 cargo test --release --workspace "$@"

@@ -59,10 +59,9 @@ pub async fn start(
             let listener = tokio::net::TcpListener::bind(cfg.listen)
                 .await
                 .with_context(|| format!("cannot start the built-in SMSC on {} (smsc.listen)", cfg.listen))?;
-            let handle = ivm_smsc::server::serve(listener, ivm_smsc::server::ServerConfig::default()).await?;
+            // The SMSC keeps serving when its handle is dropped: it runs as long as the process.
+            ivm_smsc::server::serve(listener, ivm_smsc::server::ServerConfig::default()).await?;
             tracing::info!(listen = %cfg.listen, "built-in SMSC listening");
-            // The SMSC runs as long as the process.
-            std::mem::forget(handle);
             cfg.listen.to_string()
         }
     };

@@ -5,12 +5,15 @@
 //! without waking itself, so the rest of the queue waits for the next incoming PDU or the next
 //! `enquire_link` tick (30 s by default). With a send window above 5 that stalls sending.
 //!
-//! [`KickStream`] counts the PDUs the session hands to rusmppc ([`Backlog::handed`]) and the
-//! PDUs that actually reach the socket (parsed from the written bytes, ignoring the
-//! `enquire_link`s rusmppc sends and answers by itself). While some are still queued, a read
-//! that would block wakes the task again, so the connection future is polled until its queue is
-//! empty — and never spins when it is, nor while the socket cannot take more bytes (then the
-//! socket's own readiness wakes the task).
+//! The same limit means a request sent on its channel right after a poll that stopped on the
+//! limit wakes nobody: the channel only registers a waker when it is polled empty.
+//!
+//! [`KickStream`] counts the PDUs the session hands to rusmppc ([`Backlog::hand`]) and the PDUs
+//! that actually reach the socket (parsed from the written bytes, ignoring the `enquire_link`s
+//! rusmppc sends and answers by itself), and remembers the connection task's waker. Handing a
+//! PDU wakes that task; while PDUs are still queued, a read that would block wakes it again. So
+//! the connection future is polled until its queue is empty — and never spins when it is, nor
+//! while the socket cannot take more bytes (then the socket's own readiness wakes the task).
 
 use std::io;
 use std::pin::Pin;
@@ -18,8 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
+use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 const ENQUIRE_LINK: u32 = 0x0000_0015;
 const ENQUIRE_LINK_RESP: u32 = 0x8000_0015;
@@ -29,12 +32,14 @@ const ENQUIRE_LINK_RESP: u32 = 0x8000_0015;
 pub(crate) struct Backlog {
     handed: AtomicU64,
     written: AtomicU64,
+    task: AtomicWaker,
 }
 
 impl Backlog {
     /// Call before each request or response given to the rusmppc client.
     pub(crate) fn hand(&self) {
         self.handed.fetch_add(1, Ordering::AcqRel);
+        self.task.wake();
     }
 
     /// Call when a handed PDU will never be written (the call failed before queueing it).
@@ -87,15 +92,15 @@ impl PduCounter {
 
 /// The socket under rusmppc's connection.
 #[derive(Debug)]
-pub(crate) struct KickStream {
-    inner: TcpStream,
+pub(crate) struct KickStream<S> {
+    inner: S,
     backlog: Arc<Backlog>,
     counter: PduCounter,
     write_blocked: bool,
 }
 
-impl KickStream {
-    pub(crate) fn new(inner: TcpStream, backlog: Arc<Backlog>) -> KickStream {
+impl<S> KickStream<S> {
+    pub(crate) fn new(inner: S, backlog: Arc<Backlog>) -> KickStream<S> {
         KickStream {
             inner,
             backlog,
@@ -105,8 +110,9 @@ impl KickStream {
     }
 }
 
-impl AsyncRead for KickStream {
+impl<S: AsyncRead + Unpin> AsyncRead for KickStream<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        self.backlog.task.register(cx.waker());
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if r.is_pending() && !self.write_blocked && self.backlog.queued() {
             cx.waker().wake_by_ref();
@@ -115,7 +121,7 @@ impl AsyncRead for KickStream {
     }
 }
 
-impl AsyncWrite for KickStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for KickStream<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         self.write_blocked = r.is_pending();
@@ -148,6 +154,45 @@ mod tests {
         v.extend_from_slice(&[0; 8]);
         v.extend(std::iter::repeat_n(0xAB, body));
         v
+    }
+
+    /// Twelve `deliver_sm_resp`s handed at once, with nothing coming back from the peer: rusmppc
+    /// alone writes five and stops; with the kick, all twelve reach the socket.
+    #[tokio::test]
+    async fn a_burst_is_written_without_incoming_traffic() {
+        use bytes::BytesMut;
+        use rusmpp::pdus::DeliverSmResp;
+        use tokio::io::AsyncReadExt;
+
+        let (client_io, mut peer) = tokio::io::duplex(1 << 16);
+        let backlog = Arc::new(Backlog::default());
+        let (client, _events) = rusmppc::ConnectionBuilder::new()
+            .disable_interface_version_check()
+            .no_enquire_link_interval()
+            .connected(KickStream::new(client_io, backlog.clone()));
+        let mut joins = tokio::task::JoinSet::new();
+        for seq in 1..=12u32 {
+            backlog.hand();
+            let c = client.clone();
+            joins.spawn(async move { c.deliver_sm_resp(seq, DeliverSmResp::default()).await });
+        }
+        let mut buf = BytesMut::new();
+        let mut seen = 0;
+        let read_all = async {
+            while seen < 12 {
+                if peer.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+                    break;
+                }
+                while let Ok(Some(_)) = crate::server::codec::next_frame(&mut buf, 1 << 16) {
+                    seen += 1;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), read_all).await;
+        assert_eq!(seen, 12, "requests left queued in rusmppc's connection task");
+        while let Some(r) = joins.join_next().await {
+            assert!(matches!(r, Ok(Ok(()))));
+        }
     }
 
     #[test]

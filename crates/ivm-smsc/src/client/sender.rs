@@ -2,11 +2,12 @@
 //! queued outbox rows within the send window and the rate limit, records each accepted part and
 //! each receipt in the outbox, and stops cleanly on shutdown.
 //!
-//! Exactly-once under normal operation comes from three rules: a row is read for sending only
-//! while `queued` and not already in flight in this process; a part's id is recorded (fire and
-//! forget, but ordered before any later read of the outbox) before the row leaves the in-flight
-//! set; a receipt is committed before its `deliver_sm_resp` is sent. A part whose response never
-//! came (connection lost) stays unsent and goes again on the next session: at-least-once.
+//! Exactly-once under normal operation comes from three rules: a part's id is recorded (fire and
+//! forget, but ordered before any later read of the outbox) before its row leaves the in-flight
+//! set; a row is sent only if it is `queued` in a read of the outbox and was not in flight when
+//! that read was issued (a row finishing while the read is answered still looks queued in it);
+//! a receipt is committed before its `deliver_sm_resp` is sent. A part whose response never came
+//! (connection lost) stays unsent and goes again on the next session: at-least-once.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

@@ -136,7 +136,7 @@ impl Reader {
                         return;
                     }
                 },
-                _ = shutdown.changed() => return,
+                () = super::stopped(&mut shutdown) => return,
             }
         }
     }
@@ -435,7 +435,7 @@ async fn write_loop(
         let next_due = delayed.front().map(|(t, _)| *t);
         tokio::select! {
             biased;
-            _ = shutdown.changed() => return leftovers(unacked, waiting),
+            () = super::stopped(&mut shutdown) => return leftovers(unacked, waiting),
             msg = rx.recv() => {
                 let mut msg = msg;
                 loop {

@@ -205,7 +205,8 @@ impl ServerState {
     }
 }
 
-/// A running built-in SMSC.
+/// A running built-in SMSC. Dropping the handle leaves it running (for the life of the process);
+/// [`ServerHandle::shutdown`] stops it.
 #[derive(Debug)]
 pub struct ServerHandle {
     addr: SocketAddr,
@@ -246,6 +247,14 @@ pub async fn serve(listener: TcpListener, cfg: ServerConfig) -> Result<ServerHan
     })
 }
 
+/// Resolves when [`ServerHandle::shutdown`] is called; never when the handle is only dropped
+/// (a dropped handle leaves the SMSC running for the life of the process).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut shutdown: watch::Receiver<bool>) {
     let mut conns = JoinSet::new();
     loop {
@@ -262,7 +271,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut shutdow
                 }
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            _ = shutdown.changed() => break,
+            () = stopped(&mut shutdown) => break,
         }
     }
     drop(listener);
