@@ -262,8 +262,6 @@ pub struct Delivery {
     pub target: String,
     pub state: String,
     pub sip_status: Option<u16>,
-    /// What the SMSC reported for the SMS announcing it (`submitted`, `delivered`, `failed`).
-    pub sms_state: Option<String>,
 }
 
 /// One message, as `messages list --json` reports it.
@@ -312,7 +310,6 @@ fn parse_message(v: serde_json::Value) -> anyhow::Result<Message> {
                     .with_context(|| format!("delivery without state: {d}"))?
                     .to_string(),
                 sip_status: d["sip_status"].as_u64().and_then(|s| u16::try_from(s).ok()),
-                sms_state: d["sms_state"].as_str().map(str::to_owned),
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
