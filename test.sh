@@ -52,4 +52,6 @@ fi
 
 crates/ivm-smsc/tests/install-peers.sh
 cargo build --release -p ivm-sipd -p ivm-smsc --bins
+# The SMSC-outage test of ivm-smsc keeps its SMSC down this long (the 30 s).
+export IVM_SMSC_OUTAGE_SECS="${IVM_SMSC_OUTAGE_SECS:-30}"
 cargo test --release --workspace "$@"

@@ -169,6 +169,15 @@ pub fn message_intro(sender: &str, live: bool) -> Vec<u8> {
     prompts(&refs)
 }
 
+/// `message` followed by the first 200 ms of the menu prompt: what a
+/// listener has heard once the message played to its end and the menu
+/// began (the moment to press a menu key).
+pub fn then_menu(message: &[u8]) -> Vec<u8> {
+    let mut v = message.to_vec();
+    v.extend_from_slice(&prompt("menu")[..10 * audio::FRAME_BYTES]);
+    v
+}
+
 /// Where `needle` first occurs in `hay` as a contiguous run.
 pub fn find_run(hay: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.is_empty() || needle.len() > hay.len() {
@@ -195,6 +204,9 @@ pub fn locate(heard: &[u8], sent_ulaw: &[u8], law: Law) -> Option<usize> {
     match law {
         Law::Pcmu => find_run(heard, sent_ulaw),
         Law::Pcma => {
+            if heard.len() < sent_ulaw.len() || sent_ulaw.is_empty() {
+                return None;
+            }
             let linear = audio::decode_ulaw(sent_ulaw);
             (0..heard.len().saturating_sub(sent_ulaw.len()) + 1)
                 .step_by(audio::FRAME_BYTES)
@@ -281,4 +293,22 @@ pub fn caller_speaking(dialed: &str, from: &str, audio_file: &std::path::Path, h
         .rows(&[[dialed, from]])
         .key("audio", format!("{},1,0", audio_file.display()))
         .args(&["-d", &hold_ms.to_string()])
+}
+
+/// How long a caller speaking a [`clip`] stays on the line.
+pub const CLIP_HOLD_MS: u32 = 1_700;
+
+/// 60 frames (1.2 s) of the test audio from frame `from`: a short message
+/// for tests that are about what happens around it.
+pub fn clip(from: usize) -> Vec<u8> {
+    rotated_sweep(from)[..60 * audio::FRAME_BYTES].to_vec()
+}
+
+/// A trusted caller (127.0.0.2) dialing `dialed` as `from` and speaking
+/// `audio` (written into the server's directory), [`CLIP_HOLD_MS`] on the
+/// line.
+pub fn clip_caller(server: &Server, dialed: &str, from: &str, audio: &[u8]) -> Sipp {
+    let path = server.dir().join(format!("clip-{}.ul", crate::sip::unique("")));
+    std::fs::write(&path, audio).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    caller_speaking(dialed, from, &path, CLIP_HOLD_MS)
 }

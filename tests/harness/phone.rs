@@ -359,10 +359,11 @@ impl Phone {
                     };
                     if msg.is_request() {
                         answer_request(&socket, &shared, &msg, rtp_port, addr);
-                    } else if msg.status().is_some_and(|s| (200..300).contains(&s)) && msg.method() == "INVITE" {
-                        if let Some(ack) = lock(&shared.acks).get(&msg.call_id()) {
-                            let _ = socket.send_to(ack, from);
-                        }
+                    } else if msg.status().is_some_and(|s| (200..300).contains(&s))
+                        && msg.method() == "INVITE"
+                        && let Some(ack) = lock(&shared.acks).get(&msg.call_id())
+                    {
+                        let _ = socket.send_to(ack, from);
                     }
                     lock(&shared.received).push(msg);
                     shared.arrived.notify_all();
@@ -417,7 +418,8 @@ impl Phone {
     }
 
     /// The first received message (from index `mark` on) for which `pred`
-    /// holds, waiting up to `limit`.
+    /// holds, waiting up to `limit`. `pred` runs under the phone's lock: it
+    /// must not call the phone (poll with [`crate::wait_for`] for that).
     pub fn wait_for_after(
         &self,
         mark: usize,
@@ -507,6 +509,26 @@ impl Phone {
         law: Law,
         limit: Duration,
     ) -> anyhow::Result<Call<'_>> {
+        match self.try_call(dialed, from_user, creds, law, limit)? {
+            Dialed::Answered(call) => Ok(call),
+            Dialed::Refused(resp) => bail!(
+                "INVITE {dialed} from {from_user} was answered {}:\n{}",
+                resp.start,
+                resp.text()
+            ),
+        }
+    }
+
+    /// Like [`Phone::call`], but a final response other than 2xx (ACKed) is
+    /// returned as [`Dialed::Refused`].
+    pub fn try_call(
+        &self,
+        dialed: &str,
+        from_user: &str,
+        creds: Option<&DigestCredentials>,
+        law: Law,
+        limit: Duration,
+    ) -> anyhow::Result<Dialed<'_>> {
         let uri = format!("sip:{dialed}@{}", self.server);
         let call_id = unique("ph-call-");
         let from = format!("<sip:{from_user}@{DOMAIN}>;tag={}", unique("ph"));
@@ -525,11 +547,8 @@ impl Phone {
             let _ = write!(s, "Content-Length: {}\r\n\r\n{body}", body.len());
             s
         };
-        let sent = invite(1, None);
-        self.send(sent.as_bytes())?;
-        let mut resp = self.final_response(&call_id, 1, limit)?;
-        let mut cseq = 1;
-        if resp.status() == Some(401) {
+        // RFC 3261 §17.1.1.3: the ACK of a non-2xx final response.
+        let ack_failure = |sent: &str, resp: &SipMsg, cseq: u32| {
             let via = sent
                 .lines()
                 .find_map(|l| l.strip_prefix("Via: "))
@@ -538,24 +557,30 @@ impl Phone {
             self.send(
                 format!(
                     "ACK {uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {}\r\nCall-ID: {call_id}\r\n\
-                     CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+                     CSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n",
                     resp.header("To").unwrap_or_default()
                 )
                 .as_bytes(),
-            )?;
-            let creds = creds.with_context(|| format!("INVITE {dialed} was challenged and no credentials given"))?;
+            )
+        };
+        let mut sent = invite(1, None);
+        self.send(sent.as_bytes())?;
+        let mut resp = self.final_response(&call_id, 1, limit)?;
+        let mut cseq = 1;
+        if resp.status() == Some(401)
+            && let Some(creds) = creds
+        {
+            ack_failure(&sent, &resp, cseq)?;
             let challenge = md5_challenge(&resp)?;
             let auth = creds.authorization(&challenge, "INVITE", &uri, &unique("cn"), 1)?;
             cseq = 2;
-            self.send(invite(cseq, Some(&auth)).as_bytes())?;
+            sent = invite(cseq, Some(&auth));
+            self.send(sent.as_bytes())?;
             resp = self.final_response(&call_id, cseq, limit)?;
         }
-        if resp.status() != Some(200) {
-            bail!(
-                "INVITE {dialed} from {from_user} was answered {}:\n{}",
-                resp.start,
-                resp.text()
-            );
+        if !resp.status().is_some_and(|s| (200..300).contains(&s)) {
+            ack_failure(&sent, &resp, cseq)?;
+            return Ok(Dialed::Refused(resp));
         }
         let to_hdr = resp.header("To").unwrap_or_default().to_string();
         let remote_target = resp.header("Contact").map(uri_of).unwrap_or_else(|| uri.clone());
@@ -567,7 +592,7 @@ impl Phone {
         self.send(ack.as_bytes())?;
         lock(&self.shared.acks).insert(call_id.clone(), ack.into_bytes());
         let media = parse_sdp(&resp.body_text());
-        Ok(Call {
+        Ok(Dialed::Answered(Call {
             phone: self,
             call_id,
             from,
@@ -578,8 +603,58 @@ impl Phone {
             media,
             dtmf_seq: 1000,
             dtmf_ts: 80_000,
-        })
+        }))
     }
+
+    /// SUBSCRIBEs to `number`'s `message-summary` (RFC 3842) from the
+    /// phone's socket with `Expires: expires`, answering the digest
+    /// challenge; returns the final response. The server's NOTIFYs arrive
+    /// at the phone (answered 200) and are in [`Phone::requests`].
+    pub fn subscribe_mwi(&self, number: &str, password: &str, expires: u32) -> anyhow::Result<SipMsg> {
+        let uri = format!("sip:{number}@{}", self.server);
+        let call_id = unique("ph-sub-");
+        let from = format!("<sip:{number}@{DOMAIN}>;tag={}", unique("ph"));
+        let request = |cseq: u32, auth: Option<&str>| {
+            let mut s = format!(
+                "SUBSCRIBE {uri} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: <sip:{number}@{DOMAIN}>\r\n\
+                 Call-ID: {call_id}\r\nCSeq: {cseq} SUBSCRIBE\r\nContact: <sip:{number}@{}>\r\nEvent: message-summary\r\n\
+                 Accept: application/simple-message-summary\r\nExpires: {expires}\r\n",
+                self.via(),
+                self.addr
+            );
+            if let Some(a) = auth {
+                let _ = write!(s, "Authorization: {a}\r\n");
+            }
+            s.push_str("Content-Length: 0\r\n\r\n");
+            s
+        };
+        self.send(request(1, None).as_bytes())?;
+        let first = self.final_response(&call_id, 1, Duration::from_secs(5))?;
+        if first.status() != Some(401) {
+            return Ok(first);
+        }
+        let challenge = md5_challenge(&first)?;
+        let auth =
+            DigestCredentials::new(number, password).authorization(&challenge, "SUBSCRIBE", &uri, &unique("cn"), 1)?;
+        self.send(request(2, Some(&auth)).as_bytes())?;
+        self.final_response(&call_id, 2, Duration::from_secs(5))
+    }
+}
+
+/// What became of an INVITE the phone sent.
+pub enum Dialed<'a> {
+    Answered(Call<'a>),
+    /// The final non-2xx response (already ACKed).
+    Refused(SipMsg),
+}
+
+/// The `Voice-Message` value (`new/old`) of an MWI NOTIFY body.
+pub fn voice_message(notify: &SipMsg) -> Option<String> {
+    notify
+        .body_text()
+        .lines()
+        .find_map(|l| l.strip_prefix("Voice-Message:"))
+        .map(|v| v.trim().to_string())
 }
 
 impl Drop for Phone {
@@ -807,4 +882,40 @@ fn md5_challenge(resp: &SipMsg) -> anyhow::Result<String> {
         })
         .map(str::to_string)
         .with_context(|| format!("401 without an MD5 digest challenge:\n{}", resp.text()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_requests_responses_and_name_addrs() {
+        let from: SocketAddr = "127.0.0.1:5060".parse().expect("addr");
+        let raw = b"NOTIFY sip:1001@127.0.0.1:4000 SIP/2.0\r\nv: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n\
+                    f: <sip:ivm@ivm.local>;tag=abc\r\nt: <sip:1001@ivm.local>;tag=def\r\ni: c1\r\nCSeq: 7 NOTIFY\r\n\
+                    Content-Length: 24\r\n\r\nVoice-Message: 1/0\r\nX: y";
+        let m = SipMsg::parse(raw, from).expect("parse");
+        assert!(m.is_request());
+        assert_eq!(m.method(), "NOTIFY");
+        assert_eq!(m.request_uri().as_deref(), Some("sip:1001@127.0.0.1:4000"));
+        assert_eq!(m.cseq(), (7, "NOTIFY".to_string()));
+        assert_eq!(m.tag("From").as_deref(), Some("abc"));
+        assert_eq!(voice_message(&m).as_deref(), Some("1/0"));
+        let r = SipMsg::parse(b"SIP/2.0 200 OK\r\nCSeq: 2 INVITE\r\n\r\n", from).expect("parse");
+        assert_eq!((r.status(), r.method().as_str()), (Some(200), "INVITE"));
+        assert!(SipMsg::parse(b"\x80\x00garbage", from).is_none());
+        let v = "\"IVM 7001\" <sip:980000011@ivm.local>;tag=x";
+        assert_eq!(display_name_of(v).as_deref(), Some("IVM 7001"));
+        assert_eq!(user_of(&uri_of(v)).as_deref(), Some("980000011"));
+    }
+
+    #[test]
+    fn reads_the_media_of_an_sdp_answer() {
+        let body = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                    m=audio 20002 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let m = parse_sdp(body).expect("sdp");
+        assert_eq!(m.rtp, "127.0.0.1:20002".parse::<SocketAddr>().expect("addr"));
+        assert_eq!((m.pt, m.telephone_event), (8, Some(101)));
+        assert_eq!(parse_sdp(&sdp(4000, Law::Pcmu)).map(|m| m.pt), Some(0));
+    }
 }

@@ -1,22 +1,27 @@
-//! Notifications of a missed IVM (SPEC §4 flows 2, 4, 6) as the target's
-//! phone sees them: the MWI subscription and its NOTIFYs (RFC 3842), the
-//! smart caller-ID call (From = the retrieval number, display name = the
-//! sender, CANCELled after `callerid_ring_secs`), and store and forward
-//! (the target registers again and is called with the message, once).
+//! Notifications of a missed IVM (SPEC §4 flows 2, 4, 6) as the phones see
+//! them: the MWI subscription and its NOTIFYs (RFC 3842: 0/0, a missed
+//! message 1/0, heard 0/1, deleted, again on REGISTER, refresh and
+//! unsubscribe; unsolicited NOTIFYs; refusals), the smart caller-ID call
+//! (From = the retrieval number, display name "IVM <sender>", CANCELled
+//! after `callerid_ring_secs`, hung up at once if answered, to the MSISDN
+//! through a trunk when not registered), a missed message announced once,
+//! the status MESSAGE to the sender (rejected / heard live), and store and
+//! forward (the target registers again and is called once per message;
+//! `notify` only refreshes MWI).
 //!
 //! Needs `sipp` on PATH and the release binary (`cargo build --release -p
 //! ivm-sipd`). Phones are SIPp scenarios (`mwi_subscriber.xml`,
-//! `ivm_target_noanswer.xml`) or the harness's scriptable [`Phone`].
+//! `ivm_target_noanswer.xml`, `sender_status_message.xml`) or the
+//! harness's scriptable [`Phone`].
 
 use std::time::{Duration, Instant};
 
-use ivm_e2e::audio;
 use ivm_e2e::ivm::{CALLER_NUMBER, Law, Target, TargetTrunk, caller, start_ivm_server, wait_messages_settled};
 use ivm_e2e::notify::{
-    NOTIFY_CONFIG, add_subscriber, deliveries, delivery, log_lines, register_with_sipp, retrieval_number, set_rules,
-    wait_delivery, wait_heard, wait_log,
+    NOTIFY_CONFIG, add_subscriber, clip, clip_caller, deliveries, delivery, log_lines, register_with_sipp,
+    retrieval_number, set_rules, then_menu, wait_delivery, wait_heard, wait_log,
 };
-use ivm_e2e::phone::{Answer, Phone, display_name_of, uri_of, user_of};
+use ivm_e2e::phone::{Answer, Phone, display_name_of, uri_of, user_of, voice_message};
 use ivm_e2e::sip::{DigestCredentials, Request};
 use ivm_e2e::{Server, Sipp};
 
@@ -52,7 +57,7 @@ fn mwi_subscriber_sees_a_missed_message_arrive_and_then_heard() {
     }
 
     // 1001 is not registered: the delivery is unanswered at once, then notified.
-    caller("5551001", CALLER_NUMBER)
+    clip_caller(&server, "5551001", CALLER_NUMBER, &clip(0))
         .run(server.addr)
         .expect("run caller")
         .assert_success();
@@ -71,9 +76,11 @@ fn mwi_subscriber_sees_a_missed_message_arrive_and_then_heard() {
             Duration::from_secs(5),
         )
         .expect("retrieval call answered");
-    wait_heard(&phone.sink, &audio::sweep_4s(), Law::Pcmu, Duration::from_secs(20)).expect("message played");
+    wait_heard(&phone.sink, &then_menu(&clip(0)), Law::Pcmu, Duration::from_secs(20))
+        .expect("message played, then the menu");
     call.info('#').expect("INFO #");
-    call.wait_bye(Duration::from_secs(15)).expect("BYE after the last message");
+    call.wait_bye(Duration::from_secs(15))
+        .expect("BYE after the last message");
 
     let out = mwi.wait().expect("SIPp MWI subscriber");
     let notifies: Vec<(String, String)> = out
@@ -113,13 +120,11 @@ fn subscribe_to_another_package_or_mailbox_is_refused() {
     add_subscriber(&server, "1002", "pw-1002", &[]).expect("add 1002");
     let client = server.udp_client().expect("udp client");
     let subscribe = |user: &str, event: &str| {
-        let mut r = Request::new(
-            "SUBSCRIBE",
-            &format!("sip:{user}@{}", server.addr),
-            client.local,
-            "UDP",
+        let mut r = Request::new("SUBSCRIBE", &format!("sip:{user}@{}", server.addr), client.local, "UDP");
+        r.set(
+            "From",
+            &format!("<sip:1002@ivm.local>;tag={}", ivm_e2e::sip::unique("t")),
         );
-        r.set("From", &format!("<sip:1002@ivm.local>;tag={}", ivm_e2e::sip::unique("t")));
         r.set("To", &format!("<sip:{user}@ivm.local>"));
         r.set("Event", event);
         r.set("Expires", "600");
@@ -141,7 +146,11 @@ fn subscribe_to_another_package_or_mailbox_is_refused() {
     // Someone else's mailbox with one's own (valid) credentials: 403.
     let mut other = subscribe("1001", "message-summary");
     let resp = client
-        .send_authenticated(&mut other, &DigestCredentials::new("1002", "pw-1002"), Duration::from_secs(3))
+        .send_authenticated(
+            &mut other,
+            &DigestCredentials::new("1002", "pw-1002"),
+            Duration::from_secs(3),
+        )
         .expect("answer to SUBSCRIBE for 1001 as 1002");
     assert_eq!(resp.status, 403, "{}", resp.text());
     // Without credentials: a challenge, never a subscription.
@@ -187,7 +196,10 @@ fn caller_id_call_shows_the_retrieval_number_and_sender_and_is_cancelled() {
     let number = retrieval_number(id);
 
     let ivm_from = invites[0].header("From").unwrap_or_default();
-    assert!(ivm_from.contains("sip:7001@"), "the IVM leg comes from the sender: {ivm_from}");
+    assert!(
+        ivm_from.contains("sip:7001@"),
+        "the IVM leg comes from the sender: {ivm_from}"
+    );
     let cid = &invites[1];
     let from = cid.header("From").unwrap_or_default();
     assert_eq!(
@@ -203,12 +215,14 @@ fn caller_id_call_shows_the_retrieval_number_and_sender_and_is_cancelled() {
         cid.text
     );
     let display = display_name_of(&from).unwrap_or_default();
-    assert!(
-        display.contains(CALLER_NUMBER),
-        "caller-ID display name must name the sender {CALLER_NUMBER}: {from:?}"
+    assert_eq!(
+        display,
+        format!("IVM {CALLER_NUMBER}"),
+        "caller-ID display name must name the sender: {from:?}"
     );
     assert!(
-        cid.first_line.starts_with(&format!("INVITE sip:1001@127.0.0.1:{phone_port}")),
+        cid.first_line
+            .starts_with(&format!("INVITE sip:1001@127.0.0.1:{phone_port}")),
         "the caller-ID call goes to the registered contact: {}",
         cid.first_line
     );
@@ -309,25 +323,31 @@ fn caller_id_call_reaches_an_unregistered_subscriber_at_its_msisdn_through_a_tru
     );
     let from = invite.header("From").unwrap_or_default();
     assert_eq!(user_of(&uri_of(&from)), Some(retrieval_number(id)), "{}", invite.text);
-    assert!(display_name_of(&from).unwrap_or_default().contains(CALLER_NUMBER), "{from}");
+    assert!(display_name_of(&from).as_deref() == Some("IVM 7001"), "{from}");
     assert!(started.elapsed() < Duration::from_secs(15));
 }
 
 #[test]
-fn store_and_forward_calls_the_target_once_when_it_registers_again() {
+fn store_and_forward_calls_the_target_once_per_message_when_it_registers_again() {
     let server = server_with_target(&[], "");
     add_subscriber(&server, "1004", "pw-1004", &[]).expect("add 1004");
     // 1001: store and forward by call (the default); 1004: notify only.
     set_rules(&server, "1004", "mwi", "notify", false).expect("rules 1004");
-    caller("555*1001*1004", CALLER_NUMBER)
-        .run(server.addr)
-        .expect("run caller")
-        .assert_success();
-    let id = settled_message(&server);
-    for t in ["1001", "1004"] {
-        let d = wait_delivery(&server, id, t, SETTLE, "notified", |d| d.state == "notified").expect("notified");
-        assert_eq!(d.sip_status, Some(480), "no registration: {d:#?}");
-        assert!(d.forwarded_at.is_none(), "{d:#?}");
+    // Two messages while nobody is registered.
+    let (first, second) = (clip(0), clip(100));
+    for audio in [&first, &second] {
+        clip_caller(&server, "555*1001*1004", CALLER_NUMBER, audio)
+            .run(server.addr)
+            .expect("run caller")
+            .assert_success();
+    }
+    wait_messages_settled(&server, 2, SETTLE).expect("two complete messages");
+    for id in [1, 2] {
+        for t in ["1001", "1004"] {
+            let d = wait_delivery(&server, id, t, SETTLE, "notified", |d| d.state == "notified").expect("notified");
+            assert_eq!(d.sip_status, Some(480), "no registration: {d:#?}");
+            assert!(d.forwarded_at.is_none(), "{d:#?}");
+        }
     }
 
     let phone = Phone::new("127.0.0.1", server.addr).expect("phone 1001");
@@ -337,34 +357,36 @@ fn store_and_forward_calls_the_target_once_when_it_registers_again() {
     let reg = other.register("1004", "pw-1004", 600).expect("REGISTER 1004");
     assert_eq!(reg.status(), Some(200), "{}", reg.text());
 
-    let invite = phone
-        .wait_for(Duration::from_secs(5), "INVITE after registering", |m| {
-            m.is_request() && m.method() == "INVITE"
+    // One call per pending message, each from the sender, each playing it.
+    for (n, audio) in [(1usize, &first), (2, &second)] {
+        let invite = ivm_e2e::wait_for(Duration::from_secs(20), "a store-and-forward INVITE", || {
+            Ok(phone.requests("INVITE").get(n - 1).cloned())
         })
-        .expect("store and forward INVITE");
-    let from = invite.header("From").unwrap_or_default();
-    assert_eq!(
-        user_of(&uri_of(from)).as_deref(),
-        Some(CALLER_NUMBER),
-        "the forwarded call comes from the sender: {}",
-        invite.text()
-    );
-    let sent = audio::sweep_4s();
-    wait_heard(&phone.sink, &sent, Law::Pcmu, Duration::from_secs(15)).expect("the message is played");
-    let call_id = invite.call_id();
-    phone
-        .wait_for(Duration::from_secs(5), "BYE after the message", |m| {
-            m.is_request() && m.method() == "BYE" && m.call_id() == call_id
+        .unwrap_or_else(|e| panic!("call {n}: {e:#}"));
+        let from = invite.header("From").unwrap_or_default();
+        assert_eq!(
+            user_of(&uri_of(from)).as_deref(),
+            Some(CALLER_NUMBER),
+            "the forwarded call comes from the sender: {}",
+            invite.text()
+        );
+        wait_heard(&phone.sink, audio, Law::Pcmu, Duration::from_secs(15))
+            .unwrap_or_else(|e| panic!("message {n} is played: {e:#}"));
+        let call_id = invite.call_id();
+        phone
+            .wait_for(Duration::from_secs(5), "BYE after the message", |m| {
+                m.is_request() && m.method() == "BYE" && m.call_id() == call_id
+            })
+            .expect("BYE");
+        let d = wait_delivery(&server, n as i64, "1001", SETTLE, "forwarded", |d| {
+            d.forwarded_at.is_some() && d.state != "notified"
         })
-        .expect("BYE");
-    let d = wait_delivery(&server, id, "1001", SETTLE, "delivered by store and forward", |d| {
-        d.forwarded_at.is_some() && d.state != "notified"
-    })
-    .expect("delivery after forwarding");
-    assert!(
-        matches!(d.state.as_str(), "delivered" | "heard"),
-        "a forwarded message that was played whole is delivered/heard: {d:#?}"
-    );
+        .expect("delivery after forwarding");
+        assert!(
+            matches!(d.state.as_str(), "delivered" | "heard"),
+            "a forwarded message that was played whole is delivered/heard: {d:#?}"
+        );
+    }
 
     // Registering again does not call again.
     let mark = phone.mark();
@@ -379,13 +401,15 @@ fn store_and_forward_calls_the_target_once_when_it_registers_again() {
         .map(|m| m.text())
         .collect();
     assert!(again.is_empty(), "called again after a second REGISTER: {again:#?}");
-    assert_eq!(phone.requests("INVITE").len(), 1);
+    assert_eq!(phone.requests("INVITE").len(), 2);
     let heard = ivm_e2e::notify::heard(&phone.sink, 0);
-    assert_eq!(
-        ivm_e2e::notify::count_runs(&heard, &sent),
-        1,
-        "the message is played exactly once"
-    );
+    for (n, audio) in [(1, &first), (2, &second)] {
+        assert_eq!(
+            ivm_e2e::notify::count_runs(&heard, audio),
+            1,
+            "message {n} is played exactly once"
+        );
+    }
 
     // 1004's rule is notify: no call.
     assert!(
@@ -393,6 +417,241 @@ fn store_and_forward_calls_the_target_once_when_it_registers_again() {
         "a `notify` subscriber must not be called: {:#?}",
         other.requests("INVITE").iter().map(|m| m.text()).collect::<Vec<_>>()
     );
-    let d = delivery(&server, id, "1004").expect("db").expect("delivery 1004");
-    assert_eq!(d.state, "notified", "{d:#?}");
+    for id in [1, 2] {
+        let d = delivery(&server, id, "1004").expect("db").expect("delivery 1004");
+        assert_eq!(d.state, "notified", "{d:#?}");
+    }
+}
+
+#[test]
+fn subscription_is_never_granted_longer_than_asked() {
+    // RFC 6665 §4.2.1.1: the Expires of the 200 may be shorter than the
+    // request's, never longer (too short: 423 with Min-Expires).
+    let server = server_with_target(&[], "");
+    let phone = Phone::new("127.0.0.1", server.addr).expect("phone");
+    let resp = phone
+        .subscribe_mwi(TARGET.0, TARGET.1, 30)
+        .expect("SUBSCRIBE Expires: 30");
+    match resp.status() {
+        Some(423) => assert!(resp.header("Min-Expires").is_some(), "{}", resp.text()),
+        Some(200) => {
+            let granted: u32 = resp
+                .header("Expires")
+                .and_then(|e| e.trim().parse().ok())
+                .unwrap_or(u32::MAX);
+            assert!(
+                granted <= 30,
+                "SUBSCRIBE asked Expires: 30 and was granted {granted} s (RFC 6665 §4.2.1.1: MUST NOT be longer)\n{}",
+                resp.text()
+            );
+        }
+        other => panic!("unexpected answer {other:?}:\n{}", resp.text()),
+    }
+}
+
+/// The `Voice-Message` values of the MWI NOTIFYs the phone got, in order.
+fn voice_messages(phone: &Phone) -> Vec<String> {
+    phone
+        .requests("NOTIFY")
+        .iter()
+        .map(|n| voice_message(n).unwrap_or_else(|| format!("(no Voice-Message in {:?})", n.body_text())))
+        .collect()
+}
+
+/// Waits until the phone got `n` NOTIFYs; returns their Voice-Message values.
+fn wait_notifies(phone: &Phone, n: usize, what: &str) -> Vec<String> {
+    let got = ivm_e2e::wait_for(Duration::from_secs(10), what, || {
+        Ok((phone.requests("NOTIFY").len() >= n).then_some(()))
+    });
+    let values = voice_messages(phone);
+    got.unwrap_or_else(|e| panic!("{e:#}; NOTIFYs so far: {values:?}"));
+    values
+}
+
+#[test]
+fn mwi_is_notified_again_on_register_and_after_a_delete() {
+    let server = server_with_target(&[], "");
+    // Store and forward `notify`: registering again only refreshes MWI.
+    set_rules(&server, TARGET.0, "mwi", "notify", false).expect("rules");
+    let phone = Phone::new("127.0.0.1", server.addr).expect("phone");
+    let ok = phone.subscribe_mwi(TARGET.0, TARGET.1, 600).expect("SUBSCRIBE");
+    assert_eq!(ok.status(), Some(200), "{}", ok.text());
+    assert_eq!(wait_notifies(&phone, 1, "the initial NOTIFY"), ["0/0"]);
+
+    clip_caller(&server, "5551001", CALLER_NUMBER, &clip(0))
+        .run(server.addr)
+        .expect("run caller")
+        .assert_success();
+    let id = settled_message(&server);
+    assert_eq!(
+        wait_notifies(&phone, 2, "NOTIFY for the missed message"),
+        ["0/0", "1/0"]
+    );
+
+    let reg = phone.register(TARGET.0, TARGET.1, 600).expect("REGISTER");
+    assert_eq!(reg.status(), Some(200), "{}", reg.text());
+    assert_eq!(
+        wait_notifies(&phone, 3, "NOTIFY after REGISTER"),
+        ["0/0", "1/0", "1/0"],
+        "a REGISTER re-sends the state"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        phone.requests("INVITE").is_empty(),
+        "store-forward `notify` must not call: {:?}",
+        phone.requests("INVITE").iter().map(|m| m.text()).collect::<Vec<_>>()
+    );
+
+    // Listened to (0/1), then deleted (0/0).
+    let ear = Phone::new(ivm_e2e::ivm::CALLER_IP, server.addr).expect("retrieving phone");
+    let mut call = ear
+        .call(&retrieval_number(id), "1001", None, Law::Pcmu, Duration::from_secs(5))
+        .expect("retrieval answered");
+    wait_heard(&ear.sink, &then_menu(&clip(0)), Law::Pcmu, Duration::from_secs(20)).expect("message heard");
+    call.info('7').expect("INFO 7");
+    call.wait_bye(Duration::from_secs(15)).expect("BYE");
+    assert_eq!(
+        wait_notifies(&phone, 5, "NOTIFYs for heard and deleted"),
+        ["0/0", "1/0", "1/0", "0/1", "0/0"]
+    );
+    for n in phone.requests("NOTIFY") {
+        assert_eq!(n.header("Event"), Some("message-summary"), "{}", n.text());
+        assert!(
+            n.header("Subscription-State").unwrap_or_default().starts_with("active"),
+            "{}",
+            n.text()
+        );
+    }
+    let d = delivery(&server, id, "1001").expect("db").expect("delivery");
+    assert_eq!((d.state.as_str(), d.folder.as_str()), ("heard", "deleted"), "{d:#?}");
+}
+
+#[test]
+fn unsolicited_mwi_reaches_a_registered_phone_that_did_not_subscribe() {
+    let server = server_with_target(&[], "");
+    set_rules(&server, TARGET.0, "mwi", "notify", true).expect("rules");
+    let phone = Phone::new("127.0.0.1", server.addr).expect("phone");
+    phone.answer_with(Answer::Ring);
+    let reg = phone.register(TARGET.0, TARGET.1, 600).expect("REGISTER");
+    assert_eq!(reg.status(), Some(200), "{}", reg.text());
+    // The IVM rings 2 s unanswered, then the phone's lamp must light.
+    clip_caller(&server, "5551001", CALLER_NUMBER, &clip(0))
+        .run(server.addr)
+        .expect("run caller")
+        .assert_success();
+    settled_message(&server);
+    let lit = phone
+        .wait_for(Duration::from_secs(10), "an unsolicited NOTIFY 1/0", |m| {
+            m.is_request() && m.method() == "NOTIFY" && voice_message(m).as_deref() == Some("1/0")
+        })
+        .unwrap_or_else(|e| panic!("{e:#}; NOTIFYs: {:?}", voice_messages(&phone)));
+    assert_eq!(lit.header("Event"), Some("message-summary"), "{}", lit.text());
+    assert!(lit.body_text().contains("Messages-Waiting: yes"), "{}", lit.body_text());
+    assert!(
+        lit.request_uri()
+            .is_some_and(|u| u.starts_with(&format!("sip:1001@{}", phone.addr))),
+        "sent to the registered contact: {}",
+        lit.start
+    );
+}
+
+#[test]
+fn a_missed_message_is_notified_once_even_when_store_and_forward_is_missed_too() {
+    let server = server_with_target(&[], "");
+    set_rules(&server, TARGET.0, "callerid", "call", false).expect("rules");
+    let phone = Phone::new("127.0.0.1", server.addr).expect("phone");
+    phone.answer_with(Answer::Ring);
+    let reg = phone.register(TARGET.0, TARGET.1, 600).expect("REGISTER");
+    assert_eq!(reg.status(), Some(200), "{}", reg.text());
+    clip_caller(&server, "5551001", CALLER_NUMBER, &clip(0))
+        .run(server.addr)
+        .expect("run caller")
+        .assert_success();
+    let id = settled_message(&server);
+    // The IVM and the caller-ID call, both rung out and cancelled.
+    ivm_e2e::wait_for(Duration::from_secs(10), "two CANCELs", || {
+        Ok((phone.requests("CANCEL").len() >= 2).then_some(()))
+    })
+    .expect("the IVM and the caller-ID call cancelled");
+    let invites = phone.requests("INVITE");
+    assert_eq!(
+        user_of(&uri_of(invites[1].header("From").unwrap_or_default())),
+        Some(retrieval_number(id))
+    );
+
+    // Registering again: store and forward calls (rings out unanswered) --
+    // and that second miss is not notified again.
+    let reg = phone.register(TARGET.0, TARGET.1, 600).expect("REGISTER again");
+    assert_eq!(reg.status(), Some(200), "{}", reg.text());
+    let forward = ivm_e2e::wait_for(Duration::from_secs(5), "the store-and-forward INVITE", || {
+        Ok(phone.requests("INVITE").get(2).cloned())
+    })
+    .expect("store and forward call");
+    assert_eq!(
+        user_of(&uri_of(forward.header("From").unwrap_or_default())).as_deref(),
+        Some(CALLER_NUMBER),
+        "{}",
+        forward.text()
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let froms: Vec<String> = phone
+        .requests("INVITE")
+        .iter()
+        .map(|i| i.header("From").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        froms.len(),
+        3,
+        "the IVM, one caller-ID call, one store-and-forward call -- nothing more: {froms:#?}"
+    );
+    let d = delivery(&server, id, "1001").expect("db").expect("delivery");
+    assert!(d.notified_at.is_some() && d.forwarded_at.is_some(), "{d:#?}");
+    assert_eq!(
+        d.state, "notified",
+        "the target was notified; a missed store-and-forward call should not turn the delivery back to \
+         `unanswered`: {d:#?}"
+    );
+}
+
+#[test]
+fn sender_is_told_by_message_when_rejected_and_when_heard_live() {
+    let busy = TargetTrunk::new("busy", r"1\d{3}");
+    let answers = TargetTrunk::new("answers", r"2\d{3}");
+    let sender = ("1002", "pw-1002");
+    let server = start_ivm_server(&[busy.clone(), answers.clone()], NOTIFY_CONFIG, &[sender]).expect("start");
+    let port = ivm_e2e::free_port();
+    register_with_sipp(&server, sender.0, sender.1, port).expect("register 1002");
+    server.wait_registrations("1002", 1).expect("registered");
+    let status = Sipp::new("sender_status_message.xml")
+        .local_port(port)
+        .calls(2)
+        .args(&["-recv_timeout", "30000"])
+        .timeout(Duration::from_secs(40))
+        .spawn(server.addr)
+        .expect("sender's phone");
+    ivm_e2e::ivm::wait_udp_bound(port, Duration::from_secs(5)).expect("bound");
+    let t1 = Target::start("ivm_target_busy.xml", busy.port, Law::Pcmu, SETTLE).expect("busy target");
+    let t2 = Target::start("ivm_target_answer.xml", answers.port, Law::Pcmu, SETTLE).expect("answering target");
+    ivm_e2e::ivm::subscriber_caller("555*1234*2345", sender.0, sender.1)
+        .run(server.addr)
+        .expect("run caller")
+        .assert_success();
+    t1.finish().expect("busy").sipp.assert_success();
+    t2.finish().expect("answer").sipp.assert_success();
+    let out = status.wait().expect("sender's phone");
+    let mut texts: Vec<String> = out
+        .trace()
+        .into_iter()
+        .filter(|e| e.received && e.first_line.starts_with("MESSAGE "))
+        .map(|e| e.text.lines().last().unwrap_or_default().trim().to_string())
+        .collect();
+    texts.sort();
+    assert!(out.success(), "texts {texts:?}\n{}", out.report());
+    assert_eq!(
+        texts,
+        [
+            "Your voice message 1 to 1234 was rejected.",
+            "Your voice message 1 to 2345 was heard.",
+        ]
+    );
 }

@@ -27,7 +27,7 @@ use crate::dial_plan::{Service, Target};
 use crate::dialog::DialogEvent;
 use crate::sip::Request;
 use crate::store::mailbox::{self, Entry, folder};
-use crate::store::messages::{self, NewMessage};
+use crate::store::messages::{self, NewMessage, delivery};
 use crate::store::subscribers;
 use crate::transaction::TsxKey;
 use crate::transport::Peer;
@@ -113,7 +113,7 @@ pub async fn run(
                 .unwrap_or_default();
             let new = entries
                 .iter()
-                .filter(|e| e.folder == folder::NEW && e.state != mailbox::HEARD)
+                .filter(|e| e.folder == folder::NEW && e.state != mailbox::HEARD && e.state != delivery::DELIVERED)
                 .count() as u32;
             let mut intro = vec![Prompt::Welcome];
             if entries.is_empty() {

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use crate::dialog::{Dialog, DialogEvent, DialogId, DialogTable, new_tag, via_value};
 use crate::registrar::location::LocationService;
 use crate::sip::message::random_token;
-use crate::sip::{HeaderName, Method, Request, SipHeaders, Uri};
+use crate::sip::{HeaderName, Method, Request, Response, SipHeaders, Uri};
 use crate::sip_core::{ClientEvent, SipCore};
 use crate::store::mailbox;
 use crate::store::writer::StoreHandle;
@@ -145,17 +145,30 @@ impl Service {
         }
     }
 
-    fn granted(req: &Request) -> u32 {
+    /// The lifetime to grant (never longer than asked, RFC 6665 §4.2.1.1), or `Err` with the
+    /// `423 Interval Too Brief` to answer when the request is shorter than we allow.
+    fn granted(req: &Request) -> Result<u32, Box<Response>> {
         match req.expires() {
-            Some(0) => 0,
-            Some(e) => e.clamp(MIN_EXPIRES, MAX_EXPIRES),
-            None => DEFAULT_EXPIRES,
+            Some(0) => Ok(0),
+            Some(e) if e < MIN_EXPIRES => {
+                let mut resp = req.response(423, None, &new_tag());
+                resp.headers.push(HeaderName::MinExpires, MIN_EXPIRES.to_string());
+                Err(Box::new(resp))
+            }
+            Some(e) => Ok(e.min(MAX_EXPIRES)),
+            None => Ok(DEFAULT_EXPIRES),
         }
     }
 
     async fn on_subscribe(&mut self, key: TsxKey, req: Request, source: Peer, aor: String) {
         let tag = new_tag();
-        let expires = Self::granted(&req);
+        let expires = match Self::granted(&req) {
+            Ok(e) => e,
+            Err(resp) => {
+                crate::uas_core::log_transaction(&req, &resp, source);
+                return self.core.respond(key, *resp);
+            }
+        };
         let mut ok = req.response(200, None, &tag);
         ok.headers.push(HeaderName::Expires, expires.to_string());
         ok.headers
@@ -189,7 +202,14 @@ impl Service {
             self.core.respond(key, req.response(481, None, ""));
             return;
         };
-        let expires = Self::granted(&req);
+        let expires = match Self::granted(&req) {
+            Ok(e) => e,
+            Err(resp) => {
+                self.core.respond(key, *resp);
+                self.subs.insert(id, sub);
+                return;
+            }
+        };
         let mut ok = req.response(200, None, "");
         ok.headers.push(HeaderName::Expires, expires.to_string());
         crate::uas_core::log_transaction(&req, &ok, source);

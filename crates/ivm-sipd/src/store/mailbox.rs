@@ -154,14 +154,22 @@ pub fn message(conn: &Connection, message_id: i64) -> Result<Option<Entry>, Stor
         .optional()?)
 }
 
-/// Marks a delivery heard; true when it was not heard before (the first listen).
+/// Marks a delivery heard; true when this is the first time its target heard it (it was neither
+/// heard from the store nor delivered live before), which is when the sender is told.
 pub fn mark_heard(conn: &Connection, message_id: i64, target: &str) -> Result<bool, StoreError> {
-    let n = conn.execute(
+    let before: Option<String> = conn
+        .query_row(
+            "SELECT state FROM deliveries WHERE message_id = ?1 AND target = ?2",
+            params![message_id, target],
+            |r| r.get(0),
+        )
+        .optional()?;
+    conn.execute(
         "UPDATE deliveries SET state = ?1, heard_at = ?2, updated_at = ?2
          WHERE message_id = ?3 AND target = ?4 AND state != ?1",
         params![HEARD, unix_now_ms(), message_id, target],
     )?;
-    Ok(n > 0)
+    Ok(before.is_some_and(|s| s != HEARD && s != delivery::DELIVERED))
 }
 
 pub fn set_folder(conn: &Connection, message_id: i64, target: &str, folder: &str) -> Result<(), StoreError> {

@@ -77,7 +77,8 @@ pub fn complete(conn: &Connection, id: i64, duration_ms: i64) -> Result<(), Stor
     Ok(())
 }
 
-/// Sets a delivery's state (and the SIP status that caused it, if any).
+/// Sets a delivery's state (and the SIP status that caused it, if any). A delivery that was
+/// already notified stays `notified` when a later attempt (store and forward) is unanswered.
 pub fn set_delivery(
     conn: &Connection,
     id: i64,
@@ -86,7 +87,9 @@ pub fn set_delivery(
     status: Option<u16>,
 ) -> Result<(), StoreError> {
     conn.execute(
-        "UPDATE deliveries SET state = ?1, sip_status = COALESCE(?2, sip_status), updated_at = ?3
+        "UPDATE deliveries
+         SET state = CASE WHEN ?1 = 'unanswered' AND notified_at IS NOT NULL THEN 'notified' ELSE ?1 END,
+             sip_status = COALESCE(?2, sip_status), updated_at = ?3
          WHERE message_id = ?4 AND target = ?5",
         params![state, status, unix_now_ms(), id, target],
     )?;
