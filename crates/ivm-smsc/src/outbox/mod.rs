@@ -244,7 +244,18 @@ impl Outbox {
         if parts > encoding::MAX_PARTS {
             return Err(encoding::EncodingError::TooLong { parts }.into());
         }
-        let concat_ref: u8 = rand::random();
+        // Concatenation references go round 0..=255 from row to row, so two long texts queued
+        // one after the other never share one (a phone reassembles parts by sender and
+        // reference; random references collided one time in 256).
+        let last: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT concat_ref FROM sms_outbox ORDER BY id DESC LIMIT 1")?
+            .query_row([], |r| r.get(0))
+            .optional()?;
+        let concat_ref: u8 = match last {
+            Some(r) => (r as u8).wrapping_add(1),
+            None => rand::random(),
+        };
         let inserted = self
             .conn
             .prepare_cached(
@@ -629,6 +640,27 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let ob = Outbox::open(&dir.path().join("app.db")).expect("open");
         (dir, ob)
+    }
+
+    #[test]
+    fn consecutive_rows_never_share_a_concatenation_reference() {
+        let (_dir, mut ob) = open();
+        let mut refs = Vec::new();
+        for i in 0..300 {
+            ob.enqueue(&req(&format!("k{i}"), &"x".repeat(200))).expect("enqueue");
+            let r: i64 = ob
+                .conn
+                .query_row("SELECT concat_ref FROM sms_outbox ORDER BY id DESC LIMIT 1", [], |r| {
+                    r.get(0)
+                })
+                .expect("row");
+            refs.push(r);
+        }
+        assert!(refs.windows(2).all(|w| w[0] != w[1]), "{refs:?}");
+        assert!(
+            refs.windows(256)
+                .all(|w| w.iter().collect::<std::collections::HashSet<_>>().len() == 256)
+        );
     }
 
     #[test]
