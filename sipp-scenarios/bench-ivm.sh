@@ -68,7 +68,9 @@ case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac
 BIN="${IVM_SIPD_BIN:-$target_dir/release/ivm-sipd}"
 
 die() { echo "bench-ivm: $*" >&2; exit 2; }
-is_uint() { case "$1" in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }
+# shellcheck source=bench-lib.sh
+FREE_PORT_MIN=10000 FREE_PORT_SPAN=9990
+. "$(dirname "$0")/bench-lib.sh"
 
 for v in CONCURRENT RATE HOLD CALLS; do
     is_uint "${!v}" || die "$v must be a non-negative integer, got '${!v}'"
@@ -100,20 +102,6 @@ target_pid=""
 caller_pid=""
 counter_pid=""
 
-stop_pid() {
-    local pid="$1" sig="${2:-TERM}"
-    [ -n "$pid" ] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
-        kill "-$sig" "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
     local rc=$?
     stop_pid "$caller_pid"
@@ -134,21 +122,6 @@ trap 'exit 143' TERM
 # A port on 127.0.0.x that no UDP/TCP socket uses (checked in /proc/net), in 10000..19999:
 # below the default RTP range above and the ephemeral range. Not reserved: good enough for a
 # manual run.
-used_ports=" "
-free_port() {
-    local p hex
-    for _ in $(seq 1 2000); do
-        p=$((10000 + RANDOM % 9990))
-        case "$used_ports" in *" $p "* | *" $((p + 1)) "* | *" $((p + 2)) "*) continue ;; esac
-        hex="$(printf '%04X' "$p")"
-        if ! grep -q ":$hex " /proc/net/udp /proc/net/tcp /proc/net/udp6 /proc/net/tcp6 2>/dev/null; then
-            used_ports="$used_ports$p $((p + 1)) $((p + 2)) $((p + 3)) "
-            echo "$p"
-            return 0
-        fi
-    done
-    die "no free port found"
-}
 
 port="$(free_port)"
 target_port="$(free_port)"
@@ -166,6 +139,10 @@ auth_algorithms = ["MD5"]
 
 [media]
 rtp_ports = "$RTP_PORTS"
+
+# No SMS in this benchmark (and no SMSC port to clash with another server).
+[smsc]
+mode = "off"
 
 [[trunk]]
 name = "callers"

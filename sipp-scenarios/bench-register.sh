@@ -59,7 +59,9 @@ case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac
 BIN="${IVM_SIPD_BIN:-$target_dir/release/ivm-sipd}"
 
 die() { echo "bench-register: $*" >&2; exit 2; }
-is_uint() { case "$1" in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }
+# shellcheck source=bench-lib.sh
+FREE_PORT_MIN=20000 FREE_PORT_SPAN=12000
+. "$(dirname "$0")/bench-lib.sh"
 
 for v in USERS CALLS RATE LIMIT TIME_LIMIT RATE_INTERVAL; do
     is_uint "${!v}" || die "$v must be a non-negative integer, got '${!v}'"
@@ -78,19 +80,8 @@ sipp_pid=""
 
 cleanup() {
     local rc=$?
-    if [ -n "$sipp_pid" ] && kill -0 "$sipp_pid" 2>/dev/null; then
-        kill -TERM "$sipp_pid" 2>/dev/null || true
-        wait "$sipp_pid" 2>/dev/null || true
-    fi
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
+    stop_pid "$sipp_pid"
+    stop_pid "$server_pid"
     if [ -n "$KEEP" ]; then
         echo "kept $tmp" >&2
     else
@@ -104,21 +95,6 @@ trap 'exit 143' TERM
 
 # A port on 127.0.0.1 that no UDP/TCP socket uses (checked in /proc/net),
 # below the ephemeral range. Not reserved: good enough for a manual run.
-used_ports=" "
-free_port() {
-    local p hex
-    for _ in $(seq 1 2000); do
-        p=$((20000 + RANDOM % 12000))
-        case "$used_ports" in *" $p "* | *" $((p + 2)) "*) continue ;; esac
-        hex="$(printf '%04X' "$p")"
-        if ! grep -q ":$hex " /proc/net/udp /proc/net/tcp /proc/net/udp6 /proc/net/tcp6 2>/dev/null; then
-            used_ports="$used_ports$p $((p + 1)) $((p + 2)) $((p + 3)) "
-            echo "$p"
-            return 0
-        fi
-    done
-    die "no free port found"
-}
 
 port="$(free_port)"
 sipp_port="$(free_port)"
@@ -132,6 +108,10 @@ realm = "ivm.local"
 
 [registrar]
 auth_algorithms = ["MD5"]
+
+# No SMS in this benchmark (and no SMSC port to clash with another server).
+[smsc]
+mode = "off"
 TOML
 mkdir -p "$tmp/data"
 
