@@ -294,65 +294,53 @@ pub fn encode_message(text: &str, concat_ref: u8, gsm_packed: bool) -> Result<En
     if text.is_empty() {
         return Err(EncodingError::Empty);
     }
-    if let Some(septets) = gsm7_septets(text) {
-        let chunks = split_gsm(&septets);
-        if chunks.len() > MAX_PARTS {
-            return Err(EncodingError::TooLong { parts: chunks.len() });
+    // The payload of each part in its coding, then one UDH per part when there are several.
+    let (coding, bodies): (Coding, Vec<Vec<u8>>) = match gsm7_septets(text) {
+        Some(septets) => {
+            let chunks = split_gsm(&septets);
+            let fill_bits = if chunks.len() > 1 { 1 } else { 0 };
+            let bodies = chunks
+                .iter()
+                .map(|chunk| {
+                    if gsm_packed {
+                        pack_septets(chunk, fill_bits)
+                    } else {
+                        chunk.to_vec()
+                    }
+                })
+                .collect();
+            (Coding::Gsm7, bodies)
         }
-        let total = chunks.len();
-        let parts = chunks
-            .iter()
-            .enumerate()
-            .map(|(i, chunk)| {
-                let concat = total > 1;
-                let mut sm = Vec::with_capacity(chunk.len() + 6);
-                if concat {
-                    sm.extend_from_slice(&udh(concat_ref, total, i + 1));
-                }
-                if gsm_packed {
-                    sm.extend(pack_septets(chunk, if concat { 1 } else { 0 }));
-                } else {
-                    sm.extend_from_slice(chunk);
-                }
-                EncodedPart {
-                    short_message: sm,
-                    udhi: concat,
-                }
-            })
-            .collect();
-        return Ok(EncodedMessage {
-            coding: Coding::Gsm7,
-            parts,
-        });
+        None => {
+            let units: Vec<u16> = text.encode_utf16().collect();
+            let bodies = split_ucs2(&units)
+                .iter()
+                .map(|chunk| chunk.iter().flat_map(|u| u.to_be_bytes()).collect())
+                .collect();
+            (Coding::Ucs2, bodies)
+        }
+    };
+    if bodies.len() > MAX_PARTS {
+        return Err(EncodingError::TooLong { parts: bodies.len() });
     }
-    let units: Vec<u16> = text.encode_utf16().collect();
-    let chunks = split_ucs2(&units);
-    if chunks.len() > MAX_PARTS {
-        return Err(EncodingError::TooLong { parts: chunks.len() });
-    }
-    let total = chunks.len();
-    let parts = chunks
-        .iter()
+    let total = bodies.len();
+    let concat = total > 1;
+    let parts = bodies
+        .into_iter()
         .enumerate()
-        .map(|(i, chunk)| {
-            let concat = total > 1;
-            let mut sm = Vec::with_capacity(chunk.len() * 2 + 6);
+        .map(|(i, body)| {
+            let mut sm = Vec::with_capacity(body.len() + 6);
             if concat {
                 sm.extend_from_slice(&udh(concat_ref, total, i + 1));
             }
-            for u in *chunk {
-                sm.extend_from_slice(&u.to_be_bytes());
-            }
+            sm.extend(body);
             EncodedPart {
                 short_message: sm,
                 udhi: concat,
             }
         })
         .collect();
-    Ok(EncodedMessage {
-        coding: Coding::Ucs2,
-        parts,
-    })
+    Ok(EncodedMessage { coding, parts })
 }
 
 /// Reads a UDH at the start of `sm`: returns the concatenation info (if any) and the octets after
