@@ -81,6 +81,15 @@ impl Codec {
         }
     }
 
+    /// A frame in codec `to`: the same buffer when the laws agree (no copy), converted otherwise.
+    pub fn convert_frame(self, to: Codec, frame: &bytes::Bytes) -> bytes::Bytes {
+        if self == to {
+            frame.clone()
+        } else {
+            bytes::Bytes::from(self.transcode(to, frame))
+        }
+    }
+
     /// The byte that encodes silence (linear 0).
     pub fn silence(self) -> u8 {
         match self {

@@ -232,7 +232,7 @@ impl Ivr {
             tokio::select! {
                 frame = player.next() => match frame {
                     Some(f) => {
-                        let payload = if source_codec == self.codec { f.to_vec() } else { source_codec.transcode(self.codec, &f) };
+                        let payload = source_codec.convert_frame(self.codec, &f);
                         let _ = self.call.media.endpoint.send(&self.out.next_audio(pt, &payload)).await;
                     }
                     None => return Some(Played::Finished),

@@ -212,7 +212,7 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
         tokio::select! {
             frame = player.next() => match frame {
                 Some(f) => {
-                    let payload = if source_codec == neg.codec { f.to_vec() } else { source_codec.transcode(neg.codec, &f) };
+                    let payload = source_codec.convert_frame(neg.codec, &f);
                     let _ = endpoint.send(&out.next_audio(neg.payload_type, &payload)).await;
                 }
                 None => { complete = true; break; }
@@ -220,7 +220,7 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
             inbound = endpoint.recv() => match inbound {
                 Ok(Inbound::Dtmf(d)) => on_digit(d, &mut joined, &mut player, &label, info.id),
                 Ok(Inbound::Audio { codec_pt, payload, .. }) if joined && codec_pt == neg.payload_type => {
-                    let audio = if source_codec == neg.codec { payload } else { Bytes::from(neg.codec.transcode(source_codec, &payload)) };
+                    let audio = neg.codec.convert_frame(source_codec, &payload);
                     let _ = to_sender.try_send(audio);
                 }
                 _ => {}
