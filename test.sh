@@ -7,7 +7,7 @@
 #
 # On a fresh Debian/Ubuntu machine it first installs what the tests need and
 # is missing: SIPp (package sip-tester), a C compiler (bundled SQLite), npm and pip, then
-# the SMPP peers node-smpp and smpplib (crates/ivm-smsc/tests/install-peers.sh).
+# the SMPP peers node-smpp and smpplib (ivm-smsc/tests/install-peers.sh).
 # A Rust toolchain (cargo) is a prerequisite.
 # Environment: IVM_SIPD_BIN (server binary to test), CARGO_TARGET_DIR,
 # SIPP (sipp binary), RUST_LOG (server log level in the tests).
@@ -50,7 +50,7 @@ if ! command -v cargo >/dev/null 2>&1; then
     fi
 fi
 
-crates/ivm-smsc/tests/install-peers.sh
+ivm-smsc/tests/install-peers.sh
 cargo build --release -p ivm-sipd -p ivm-smsc --bins
 # The SMSC-outage test of ivm-smsc keeps its SMSC down this long (the 30 s).
 export IVM_SMSC_OUTAGE_SECS="${IVM_SMSC_OUTAGE_SECS:-30}"

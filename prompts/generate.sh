@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Generates the IVM voice prompts: English speech synthesised with espeak-ng, converted with
 # sox to 8 kHz mono headerless G.711 μ-law (`<id>.ul`, one byte per sample), with the leading
-# and trailing silence trimmed and 0.15 s of silence appended. `crates/ivm-media/src/prompt.rs`
+# and trailing silence trimmed and 0.15 s of silence appended. `ivm-media/src/prompt.rs`
 # embeds the files with `include_bytes!`.
 #
 # Usage: prompts/generate.sh            (writes the files next to this script)
@@ -17,7 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 VOICE=en-us
 SPEED=150
 
-# id|text. The ids are the file names and match `Prompt` in crates/ivm-media/src/prompt.rs.
+# id|text. The ids are the file names and match `Prompt` in ivm-media/src/prompt.rs.
 # The text is what espeak-ng reads. Where its default reading is wrong it is steered: "pin" in
 # lower case (espeak-ng spells the capitals "PIN" out as "P I N"), and the verbs "replay" and
 # "record" in phonemes ([[...]], espeak-ng's phoneme input) because it stresses them as nouns.
