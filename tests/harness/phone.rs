@@ -11,6 +11,14 @@
 //! ring until CANCEL, or busy); a retransmitted INVITE gets the same
 //! response again, a retransmitted `200` to our INVITE the same ACK.
 //!
+//! Like every real phone, it talks for the whole call: from the moment a call
+//! is answered (the 200 it sent, or the ACK of the 200 it received) until
+//! BYE or CANCEL, a talker thread sends 20 ms of RTP silence (PCMU `0xFF`,
+//! PCMA `0xD5`) from the sink's socket to the server's SDP address; RFC 4733
+//! key presses go out on the same stream (same SSRC, sequence numbers and
+//! timestamps) with the audio paused meanwhile, as a phone does.
+//! [`Phone::mute`] turns that off for tests of a silent peer.
+//!
 //! The test thread drives it: [`Phone::register`] (digest, from the phone's
 //! own socket so the server calls it there), [`Phone::call`] (an INVITE with
 //! an SDP offer, digest when asked, the ACK), then on the [`Call`] SIP INFO
@@ -263,8 +271,55 @@ struct UasCall {
     answered: bool,
 }
 
+/// The RTP a call sends: where, in which codec, and where its sequence and
+/// timestamp stand.
+struct Talk {
+    dest: SocketAddr,
+    pt: u8,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    started: bool,
+    /// Key presses are being sent on this stream: no audio meanwhile.
+    paused: bool,
+}
+
+impl Talk {
+    fn new(dest: SocketAddr, pt: u8) -> Talk {
+        let n = unique("ssrc")
+            .bytes()
+            .fold(0x811C_9DC5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+        Talk {
+            dest,
+            pt,
+            ssrc: n,
+            seq: (n >> 16) as u16,
+            ts: n.rotate_left(7),
+            started: false,
+            paused: false,
+        }
+    }
+
+    /// One 20 ms silence packet, advancing the stream.
+    fn silence(&mut self) -> Vec<u8> {
+        let fill = if self.pt == Law::Pcma.payload_type() {
+            0xD5
+        } else {
+            0xFF
+        };
+        let packet = build_packet(self.pt, !self.started, self.seq, self.ts, self.ssrc, &[fill; 160]);
+        self.started = true;
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(160);
+        packet
+    }
+}
+
 struct Shared {
     received: Mutex<Vec<SipMsg>>,
+    /// Calls in progress that send RTP, by Call-ID.
+    talks: Mutex<HashMap<String, Talk>>,
+    muted: AtomicBool,
     arrived: Condvar,
     plan: Mutex<VecDeque<Answer>>,
     default_answer: Mutex<Answer>,
@@ -286,6 +341,7 @@ pub struct Phone {
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    talker: Option<JoinHandle<()>>,
     register_call_id: String,
     register_cseq: AtomicU32,
 }
@@ -339,6 +395,8 @@ impl Phone {
         let sink = Arc::new(RtpSink::bind()?);
         let shared = Arc::new(Shared {
             received: Mutex::new(Vec::new()),
+            talks: Mutex::new(HashMap::new()),
+            muted: AtomicBool::new(false),
             arrived: Condvar::new(),
             plan: Mutex::new(VecDeque::new()),
             default_answer: Mutex::new(Answer::Pickup),
@@ -370,6 +428,10 @@ impl Phone {
                 }
             })
         };
+        let talker = {
+            let (sink, shared, stop) = (sink.clone(), shared.clone(), stop.clone());
+            std::thread::spawn(move || talk(&sink, &shared, &stop))
+        };
         Ok(Phone {
             socket,
             addr,
@@ -378,9 +440,15 @@ impl Phone {
             shared,
             stop,
             thread: Some(thread),
+            talker: Some(talker),
             register_call_id: unique("reg-"),
             register_cseq: AtomicU32::new(0),
         })
+    }
+
+    /// Stops (or restarts) sending RTP on every call: a peer that sends no media.
+    pub fn mute(&self, muted: bool) {
+        self.shared.muted.store(muted, Ordering::Relaxed);
     }
 
     /// How INVITEs are answered once the plan is used up.
@@ -592,6 +660,9 @@ impl Phone {
         self.send(ack.as_bytes())?;
         lock(&self.shared.acks).insert(call_id.clone(), ack.into_bytes());
         let media = parse_sdp(&resp.body_text());
+        if let Some(m) = media {
+            lock(&self.shared.talks).insert(call_id.clone(), Talk::new(m.rtp, m.pt));
+        }
         Ok(Dialed::Answered(Call {
             phone: self,
             call_id,
@@ -663,6 +734,32 @@ impl Drop for Phone {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        if let Some(t) = self.talker.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The talker thread: every 20 ms, one silence packet on each call in progress.
+fn talk(sink: &RtpSink, shared: &Shared, stop: &AtomicBool) {
+    let period = Duration::from_millis(20);
+    let mut due = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        due += period;
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        } else {
+            due = now; // late (a loaded machine): no burst to make up
+        }
+        if shared.muted.load(Ordering::Relaxed) {
+            continue;
+        }
+        let mut talks = lock(&shared.talks);
+        for t in talks.values_mut().filter(|t| !t.paused) {
+            let packet = t.silence();
+            let _ = sink.send_to(&packet, t.dest);
+        }
     }
 }
 
@@ -699,6 +796,9 @@ fn answer_request(socket: &UdpSocket, shared: &Shared, req: &SipMsg, rtp_port: u
                 Answer::Pickup => {
                     send(&ringing);
                     let law = offered_law(req);
+                    if let Some(offer) = parse_sdp(&req.body_text()) {
+                        lock(&shared.talks).insert(req.call_id(), Talk::new(offer.rtp, law.payload_type()));
+                    }
                     (
                         response_to(req, 200, "OK", &tag, &[contact, ct_sdp()], &sdp(rtp_port, law)),
                         true,
@@ -720,6 +820,7 @@ fn answer_request(socket: &UdpSocket, shared: &Shared, req: &SipMsg, rtp_port: u
         }
         "ACK" => {}
         "CANCEL" => {
+            lock(&shared.talks).remove(&req.call_id());
             let mut uas = lock(&shared.uas);
             match uas.get_mut(&req.call_id()) {
                 Some(call) => {
@@ -734,7 +835,10 @@ fn answer_request(socket: &UdpSocket, shared: &Shared, req: &SipMsg, rtp_port: u
                 None => send(&response_to(req, 481, "Call/Transaction Does Not Exist", "", &[], "")),
             }
         }
-        _ => {
+        method => {
+            if method == "BYE" {
+                lock(&shared.talks).remove(&req.call_id());
+            }
             let tag = lock(&shared.uas)
                 .get(&req.call_id())
                 .map(|c| c.to_tag.clone())
@@ -818,7 +922,6 @@ impl Call<'_> {
         let pt = media
             .telephone_event
             .context("the server's SDP has no telephone-event")?;
-        let ssrc = 0x4D54_4D46;
         for d in digits.chars() {
             let event: u8 = match d {
                 '0'..='9' => d as u8 - b'0',
@@ -826,16 +929,46 @@ impl Call<'_> {
                 '#' => 11,
                 _ => bail!("no RFC 4733 event for {d:?}"),
             };
-            self.dtmf_ts = self.dtmf_ts.wrapping_add(8000);
+            // The event starts where the audio stream stands (RFC 4733 §2.5.1.2); the audio pauses.
+            let (ssrc, start) = {
+                let mut talks = lock(&self.phone.shared.talks);
+                match talks.get_mut(&self.call_id) {
+                    Some(t) => {
+                        t.paused = true;
+                        (t.ssrc, t.ts)
+                    }
+                    None => {
+                        self.dtmf_ts = self.dtmf_ts.wrapping_add(8000);
+                        (0x4D54_4D46, self.dtmf_ts)
+                    }
+                }
+            };
             for i in 0..6u16 {
                 let end = i >= 3;
                 let duration = if end { 640 } else { (i + 1) * 160 };
                 let [d0, d1] = duration.to_be_bytes();
                 let payload = [event, if end { 0x80 | 10 } else { 10 }, d0, d1];
-                let packet = build_packet(pt, i == 0, self.dtmf_seq, self.dtmf_ts, ssrc, &payload);
-                self.dtmf_seq = self.dtmf_seq.wrapping_add(1);
+                let seq = {
+                    let mut talks = lock(&self.phone.shared.talks);
+                    match talks.get_mut(&self.call_id) {
+                        Some(t) => {
+                            let s = t.seq;
+                            t.seq = t.seq.wrapping_add(1);
+                            s
+                        }
+                        None => {
+                            self.dtmf_seq = self.dtmf_seq.wrapping_add(1);
+                            self.dtmf_seq
+                        }
+                    }
+                };
+                let packet = build_packet(pt, i == 0, seq, start, ssrc, &payload);
                 self.phone.sink.send_to(&packet, media.rtp)?;
                 std::thread::sleep(Duration::from_millis(20));
+            }
+            if let Some(t) = lock(&self.phone.shared.talks).get_mut(&self.call_id) {
+                t.ts = start.wrapping_add(6 * 160);
+                t.paused = false;
             }
             std::thread::sleep(Duration::from_millis(80));
         }
@@ -844,6 +977,7 @@ impl Call<'_> {
 
     /// Hangs up (BYE); returns the final response.
     pub fn bye(&mut self) -> anyhow::Result<SipMsg> {
+        lock(&self.phone.shared.talks).remove(&self.call_id);
         let (cseq, req) = self.request("BYE", &[], "");
         self.phone.send(req.as_bytes())?;
         self.phone.final_response(&self.call_id, cseq, Duration::from_secs(5))

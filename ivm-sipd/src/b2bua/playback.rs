@@ -46,8 +46,12 @@ enum Source {
         frames: u32,
         next: u32,
         buffer: VecDeque<Bytes>,
+        /// A store read in flight; kept here so that a dropped `next` resumes it.
+        pending: Option<ReadTask>,
     },
 }
+
+type ReadTask = tokio::task::JoinHandle<Result<Vec<Bytes>, ivm_media::fragment_store::FragmentStoreError>>;
 
 /// Plays prompts, then a message, paced in real time.
 pub struct Player {
@@ -73,6 +77,7 @@ impl Player {
                 frames,
                 next: 0,
                 buffer: VecDeque::new(),
+                pending: None,
             },
         };
         let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -115,10 +120,15 @@ impl Player {
     }
 
     /// The next frame, when it is due; `None` at the end of the message.
+    ///
+    /// Cancel-safe: legs call this inside `select!` with RTP receive, so the future is dropped
+    /// whenever the phone sends a packet (every 20 ms for a real phone). No frame is taken out of
+    /// a queue before the last await: each await here (the tick, a store read, the pacer) loses
+    /// nothing when dropped, and the frame is popped only once it is due.
     pub async fn next(&mut self) -> Option<Bytes> {
-        if let Some(p) = self.prompts.pop_front() {
+        if !self.prompts.is_empty() {
             self.tick.tick().await;
-            return Some(p);
+            return self.prompts.pop_front();
         }
         let frame = match &mut self.source {
             Source::Live { pacer, .. } => pacer.next().await.map(|f| f.payload),
@@ -128,10 +138,17 @@ impl Player {
                 frames,
                 next,
                 buffer,
+                pending,
             } => {
                 if buffer.is_empty() && *next < *frames {
-                    let (store, id, from, max) = (store.clone(), *message_id, *next, WINDOW.min(*frames - *next));
-                    match tokio::task::spawn_blocking(move || store.read_range(id, from, max)).await {
+                    let id = *message_id;
+                    let task = pending.get_or_insert_with(|| {
+                        let (store, from, max) = (store.clone(), *next, WINDOW.min(*frames - *next));
+                        tokio::task::spawn_blocking(move || store.read_range(id, from, max))
+                    });
+                    let result = task.await;
+                    *pending = None;
+                    match result {
                         Ok(Ok(window)) if !window.is_empty() => {
                             *next += window.len() as u32;
                             buffer.extend(window);
@@ -143,11 +160,12 @@ impl Player {
                         *next = *frames; // nothing more can be read
                     }
                 }
-                let frame = buffer.pop_front();
-                if frame.is_some() {
+                if buffer.is_empty() {
+                    None
+                } else {
                     self.tick.tick().await;
+                    buffer.pop_front()
                 }
-                frame
             }
         };
         if frame.is_some() {
