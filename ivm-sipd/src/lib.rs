@@ -1,19 +1,14 @@
-//! ivm-sipd: the IVM SIP daemon as a library — the SIP message layer, transport,
-//! transactions, the UAS core, registrar, store, configuration and the server that wires them.
+//! ivm-sipd: the IVM SIP daemon as a library, in floors that only look down:
+//!
+//! - [`stack`]: a SIP stack that knows nothing of IVM — the message layer, transports,
+//!   transactions, the core loop, dialogs.
+//! - [`services`]: what IVM does with SIP — the registrar, MWI, calls (sender, target and
+//!   retrieval legs), notifications, the dial plan and trunks.
+//! - [`store`]: the directory and message store (SQLite), below the services.
+//! - [`app`]: the wiring — configuration, the server that starts everything, the admin
+//!   commands and the CLI.
 
-pub mod admin;
-pub mod b2bua;
-pub mod cli;
-pub mod config;
-pub mod dial_plan;
-pub mod dialog;
-pub mod notification;
-pub mod registrar;
-pub mod server;
-pub mod sip;
-pub mod sip_core;
+pub mod app;
+pub mod services;
+pub mod stack;
 pub mod store;
-pub mod transaction;
-pub mod transport;
-pub mod trunk;
-pub mod uas_core;

@@ -5,10 +5,10 @@ use std::io::IsTerminal;
 
 use anyhow::Context;
 use clap::Parser;
-use ivm_sipd::admin;
-use ivm_sipd::cli::{Cli, Command};
-use ivm_sipd::config::Config;
-use ivm_sipd::dial_plan::DialPlan;
+use ivm_sipd::app::admin;
+use ivm_sipd::app::cli::{Cli, Command};
+use ivm_sipd::app::config::Config;
+use ivm_sipd::services::dial_plan::DialPlan;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
                 config.media.rtp_ports = ports;
             }
             if let Some(address) = args.smsc {
-                config.smsc.mode = ivm_sipd::config::SmsMode::External;
+                config.smsc.mode = ivm_sipd::app::config::SmsMode::External;
                 config.smsc.address = address;
             }
             if let Some(id) = args.smsc_system_id {
@@ -48,7 +48,7 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the runtime")?;
-            runtime.block_on(ivm_sipd::server::run(config))
+            runtime.block_on(ivm_sipd::app::server::run(config))
         }
         Command::Subscriber(cmd) => admin::subscriber_command(&config, cmd),
         Command::Trunk(cmd) => admin::trunk_command(&config, cmd),

@@ -43,7 +43,7 @@ pub enum StoreError {
     #[error("trunk {0} already exists")]
     TrunkExists(String),
     #[error(transparent)]
-    Trunk(#[from] crate::trunk::TrunkError),
+    Trunk(#[from] crate::services::trunk::TrunkError),
 }
 
 /// The database file inside a data directory.

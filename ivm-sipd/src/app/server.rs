@@ -1,0 +1,190 @@
+//! The running daemon: opens the store, binds the transports, and starts the SIP core loop
+//! with the services above it (UAS core, registrar), until SIGINT or SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+
+use crate::app::config::Config;
+use crate::services::calls::{CallSettings, Calls};
+use crate::services::dial_plan::DialPlan;
+use crate::services::notification::mwi::Mwi;
+use crate::services::registrar::Registrar;
+use crate::services::registrar::auth::DigestAuth;
+use crate::services::trunk::TrunkTable;
+use crate::services::uas_core::UasCore;
+use crate::stack::dialog::DialogTable;
+use crate::stack::endpoint;
+use crate::stack::transaction::Timers;
+use crate::stack::transport::tcp::TcpConnections;
+use crate::stack::transport::{self, Inbound, Transmitter};
+use crate::store::writer::StoreHandle;
+use ivm_media::codec::FRAME_MS;
+use ivm_media::fragment_store::{FragmentStore, FragmentStoreConfig};
+use ivm_media::port_pool::PortPool;
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let store = StoreHandle::start(&config.storage.data_dir).context("opening the store")?;
+    let auth = Arc::new(DigestAuth::new(
+        &config.registrar,
+        config.sip.realm.clone(),
+        store.clone(),
+    ));
+    let registrar = Registrar::start(config.registrar.clone(), auth.clone(), store.clone())
+        .await
+        .context("starting the registrar")?;
+
+    let (udp, listener) = transport::bind(config.sip.listen).await?;
+    let local = udp.local_addr()?;
+    let udp = Arc::new(udp);
+    let (inbound_tx, inbound_rx) = mpsc::channel::<Inbound>(16384);
+    let tcp = TcpConnections::new(
+        inbound_tx.clone(),
+        config.sip.max_message_bytes,
+        Duration::from_secs(config.sip.tcp_idle_timeout_secs),
+    );
+    let transmitter = Transmitter {
+        udp: udp.clone(),
+        tcp: tcp.clone(),
+    };
+    tokio::spawn(transport::udp::receive_loop(
+        udp,
+        config.sip.max_message_bytes,
+        inbound_tx,
+    ));
+    tokio::spawn(tcp.accept_loop(listener));
+
+    let timers = Timers {
+        t1: config.sip.t1_ms,
+        t2: config.sip.t2_ms,
+        t4: config.sip.t4_ms,
+    };
+    let (core, core_loop) = endpoint::core(timers, transmitter, inbound_rx, local);
+    let dialogs = DialogTable::default();
+    let registrar = Arc::new(registrar);
+    let calls = start_calls(
+        &config,
+        core.clone(),
+        dialogs.clone(),
+        auth,
+        registrar.location().clone(),
+        store.clone(),
+    )
+    .await
+    .context("starting the call layer")?;
+    crate::services::notification::start_expiry(calls.clone(), config.calls.expiry_days);
+    let (registered_tx, mut registered) = mpsc::unbounded_channel::<String>();
+    registrar.set_listener(registered_tx);
+    let on_register = calls.clone();
+    tokio::spawn(async move {
+        while let Some(aor) = registered.recv().await {
+            crate::services::notification::registered(&on_register, &aor);
+        }
+    });
+    let uas = Arc::new(UasCore::new(core, registrar, dialogs, calls));
+    tracing::info!(udp = %local, tcp = %local, data_dir = %config.storage.data_dir.display(), "ivm-sipd listening");
+    core_loop.run(Arc::new(uas), shutdown_signal()).await;
+    tracing::info!("ivm-sipd stopping");
+    Ok(())
+}
+
+/// Opens the fragment store (recovering its log), closes messages a crash left open, and
+/// builds the call layer.
+async fn start_calls(
+    config: &Config,
+    core: endpoint::SipCore,
+    dialogs: DialogTable,
+    auth: Arc<DigestAuth>,
+    location: Arc<crate::services::registrar::location::LocationService>,
+    store: StoreHandle,
+) -> anyhow::Result<Arc<Calls>> {
+    let data_dir = &config.storage.data_dir;
+    let mut fcfg = FragmentStoreConfig::new(data_dir.join("fragments"), crate::store::db_path(data_dir));
+    fcfg.commit_interval = Duration::from_millis(config.media.commit_interval_ms);
+    fcfg.frames_per_fragment = config.media.frames_per_fragment;
+    let (fragments, recovery) = FragmentStore::open(fcfg).context("opening the fragment store")?;
+    if recovery.truncated_bytes > 0 {
+        tracing::warn!(
+            bytes = recovery.truncated_bytes,
+            "fragment log: torn tail cut off during recovery"
+        );
+    }
+    let frames: std::collections::HashMap<i64, u32> =
+        recovery.messages.iter().map(|m| (m.message_id, m.frames)).collect();
+    let closed = store
+        .run(move |conn| {
+            crate::store::messages::recover(conn, |id| frames.get(&id).copied().unwrap_or(0), i64::from(FRAME_MS))
+        })
+        .await?;
+    if closed > 0 {
+        tracing::warn!(
+            messages = closed,
+            "messages left recording by a crash were closed with their stored audio"
+        );
+    }
+    let dial_plan = DialPlan::from_config(&config.calls)?;
+    let trunks = TrunkTable::open(&config.trunks, data_dir)?;
+    let ports = PortPool::new(config.media.rtp_ports.first, config.media.rtp_ports.last)?;
+    let media_ip = config.media.rtp_ip.unwrap_or(config.sip.listen.ip());
+    let settings = CallSettings {
+        ring_timeout: Duration::from_secs(config.calls.ring_timeout_secs),
+        beep_ms: config.calls.beep_ms as u32,
+        max_message: Duration::from_secs(config.calls.max_message_secs),
+        ring_frames: config.media.ring_frames,
+        catch_up_speed: config.media.catch_up_speed,
+        domain: config.sip.realm.clone(),
+        media_ip,
+        t1: Duration::from_millis(config.sip.t1_ms),
+        t2: Duration::from_millis(config.sip.t2_ms),
+        callerid_ring: Duration::from_secs(config.calls.callerid_ring_secs),
+    };
+    let mwi = Mwi::start(
+        core.clone(),
+        dialogs.clone(),
+        store.clone(),
+        location.clone(),
+        config.sip.realm.clone(),
+    );
+    let sms = crate::services::notification::sms::start(&config.smsc, crate::store::db_path(data_dir), store.clone())
+        .await?
+        .map(|c| Arc::new(c) as Arc<dyn crate::services::notification::sms::SmsGateway>);
+    Ok(Arc::new(Calls {
+        core,
+        dialogs,
+        auth,
+        location,
+        trunks,
+        dial_plan,
+        store,
+        fragments,
+        ports,
+        settings,
+        mwi,
+        sms,
+        live: Default::default(),
+    }))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,180 @@
+//! The IVM call (SPEC §4 flows 1–3): a back-to-back user agent that answers the sender's
+//! INVITE at once, beeps, records the voice into the fragment store while a fan-out stream
+//! carries it live to one outbound leg per target; each target hears the message from its first
+//! frame, caught up from the stream when it answers late. Legs are independent tasks: a target
+//! never delays the recording or another target. `sender_leg` and `target_leg` own the two
+//! kinds of leg; this module owns what they share.
+
+pub mod playback;
+pub mod recorder;
+pub mod retrieval_leg;
+pub mod sender_leg;
+pub mod target_leg;
+pub mod uas_leg;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ivm_media::codec::Codec;
+use ivm_media::fanout::{FrameSource, StreamHandle};
+use ivm_media::fragment_store::FragmentStore;
+use ivm_media::port_pool::PortPool;
+
+use crate::services::dial_plan::{DialPlan, RetrievalKind};
+use crate::services::notification::mwi::Mwi;
+use crate::services::notification::sms::SmsGateway;
+use crate::services::registrar::auth::DigestAuth;
+use crate::services::registrar::location::LocationService;
+use crate::services::trunk::TrunkTable;
+use crate::stack::dialog::DialogTable;
+use crate::stack::endpoint::SipCore;
+use crate::stack::message::{Request, Response};
+use crate::stack::transaction::TsxKey;
+use crate::stack::transport::Peer;
+use crate::store::StoreError;
+use crate::store::cdrs::{self, Cdr};
+use crate::store::writer::StoreHandle;
+use crate::store::{mailbox, messages};
+
+/// Codecs we offer and accept, in order of preference.
+pub const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
+/// The payload type we offer for RFC 4733 telephone-events.
+pub const TELEPHONE_EVENT_PT: u8 = 101;
+
+/// The knobs of the call layer (from `[calls]` and `[media]`).
+#[derive(Debug, Clone)]
+pub struct CallSettings {
+    pub ring_timeout: Duration,
+    pub beep_ms: u32,
+    pub max_message: Duration,
+    pub ring_frames: u32,
+    pub catch_up_speed: f64,
+    /// The SIP domain used in the From of outbound legs.
+    pub domain: String,
+    /// The address of RTP sockets and SDP.
+    pub media_ip: IpAddr,
+    /// RFC 3261 T1/T2, for 2xx retransmission.
+    pub t1: Duration,
+    pub t2: Duration,
+    /// How long the smart caller-ID call rings before it is cancelled.
+    pub callerid_ring: Duration,
+}
+
+/// Everything a call needs; shared by every leg task.
+pub struct Calls {
+    pub core: SipCore,
+    pub dialogs: DialogTable,
+    pub auth: Arc<DigestAuth>,
+    pub location: Arc<LocationService>,
+    pub trunks: TrunkTable,
+    pub dial_plan: DialPlan,
+    pub store: StoreHandle,
+    pub fragments: FragmentStore,
+    pub ports: PortPool,
+    pub settings: CallSettings,
+    pub mwi: Mwi,
+    pub sms: Option<Arc<dyn SmsGateway>>,
+    /// Messages being recorded now, by id: retrieval and store-and-forward listen live.
+    pub live: Mutex<HashMap<i64, StreamHandle>>,
+}
+
+impl Calls {
+    /// Takes over a new INVITE (its server transaction is `key`).
+    pub fn incoming(self: &Arc<Self>, key: TsxKey, req: Request, source: Peer) {
+        let calls = self.clone();
+        tokio::spawn(async move { sender_leg::run(calls, key, req, source).await });
+    }
+
+    /// Answers the INVITE's server transaction and logs the transaction line.
+    pub(crate) fn answer(&self, key: &TsxKey, req: &Request, resp: Response, source: Peer) {
+        crate::services::uas_core::log_transaction(req, &resp, source);
+        self.core.respond(key.clone(), resp);
+    }
+
+    /// Sets a delivery's state, logging (not failing) on store trouble.
+    pub(crate) async fn set_delivery(&self, message_id: i64, target: &str, state: &'static str, status: Option<u16>) {
+        let target_owned = target.to_owned();
+        let res = self
+            .store
+            .run(move |conn| messages::set_delivery(conn, message_id, &target_owned, state, status))
+            .await;
+        if let Err(e) = res {
+            tracing::error!(message_id, target, state, error = %e, "delivery state not saved");
+        }
+        tracing::info!(message_id, target, state, "delivery");
+    }
+
+    pub(crate) async fn write_cdr(&self, cdr: Cdr) {
+        if let Err(e) = self.store.run(move |conn| cdrs::insert(conn, &cdr)).await {
+            tracing::error!(error = %e, "CDR not saved");
+        }
+    }
+
+    /// The retrieval number of a message in this dial plan (`98` + 6-digit id + type 1).
+    pub fn retrieval_number(&self, message_id: i64) -> Option<String> {
+        let id = u32::try_from(message_id.rem_euclid(1_000_000)).ok()?;
+        self.dial_plan.retrieval_number(id, RetrievalKind::Ivm)
+    }
+
+    /// A message's row (sender, state, duration), or `None` when it does not exist or the
+    /// store is unavailable (logged).
+    pub async fn message(&self, message_id: i64) -> Option<mailbox::Entry> {
+        match self.store.run(move |conn| mailbox::message(conn, message_id)).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(message_id, error = %e, "message unavailable");
+                None
+            }
+        }
+    }
+
+    /// A subscriber's notification profile, or `None` when it is no subscriber (or the store
+    /// is unavailable, logged).
+    pub async fn profile(&self, number: &str) -> Option<mailbox::Profile> {
+        let n = number.to_owned();
+        match self.store.run(move |conn| mailbox::profile(conn, &n)).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(number, error = %e, "subscriber profile unavailable");
+                None
+            }
+        }
+    }
+
+    /// The live stream of a message being recorded.
+    pub fn live_stream(&self, message_id: i64) -> Option<StreamHandle> {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&message_id)
+            .cloned()
+    }
+
+    pub(crate) fn set_live(&self, message_id: i64, stream: Option<StreamHandle>) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        match stream {
+            Some(s) => live.insert(message_id, s),
+            None => live.remove(&message_id),
+        };
+    }
+
+    /// The address SIP is reached at (Via, Contact).
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.core.local_addr()
+    }
+}
+
+/// Lets late listeners read frames that fell out of a stream's memory from the fragment store.
+pub struct StoreFrames(pub FragmentStore);
+
+impl FrameSource for StoreFrames {
+    fn read_range(&self, message_id: i64, from: u32, max: u32) -> Result<Vec<Bytes>, String> {
+        self.0.read_range(message_id, from, max).map_err(|e| e.to_string())
+    }
+}
+
+/// Store errors of the call layer are logged where they happen; this keeps the type in one place.
+pub type CallResult<T> = Result<T, StoreError>;

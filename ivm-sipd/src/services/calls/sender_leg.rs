@@ -1,0 +1,266 @@
+//! The sender's leg: who is calling (trusted trunk or digest-authenticated subscriber), what
+//! was dialed (dial plan), the SDP answer (`488` when no codec is common), the message row,
+//! `200 OK` at once (retransmitted until the ACK), the beep, then recording — every RTP frame
+//! goes once into the fan-out stream and the fragment store — until the sender hangs up or the
+//! maximum length is reached. Target legs are started as soon as the call is answered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ivm_media::endpoint::Inbound;
+use ivm_media::rtp::OutboundStream;
+use ivm_media::tone;
+use tokio::sync::mpsc;
+
+use super::Calls;
+use super::playback::Audio;
+use super::recorder::Recorder;
+use super::target_leg::{self, Destination, MessageInfo};
+use super::uas_leg::{self, InDialog};
+use crate::services::dial_plan::{Service, Target};
+use crate::services::registrar::auth::AuthOutcome;
+use crate::stack::dialog::{DialogEvent, new_tag};
+use crate::stack::message::{Request, SipHeaders};
+use crate::stack::transaction::TsxKey;
+use crate::stack::transport::Peer;
+use crate::store::cdrs::Cdr;
+use crate::store::messages::{self, NewMessage, unix_now_ms};
+use crate::store::subscribers;
+
+/// RTP silence after which the sender is considered gone.
+const RTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Audio the sender should hear (from a target that joined with DTMF 1), in the message codec.
+pub type ToSender = mpsc::Sender<Bytes>;
+
+/// Runs the sender's leg from INVITE to hang-up.
+pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
+    let started_at = unix_now_ms();
+    let tag = new_tag();
+    let reject = |status: u16, reason: &str| {
+        calls.answer(&key, &req, req.response(status, Some(reason), &tag), source);
+    };
+
+    // Who is calling.
+    let from_user = req
+        .header_from()
+        .and_then(|f| f.uri.as_sip().and_then(|u| u.user_unescaped()))
+        .map(|u| String::from_utf8_lossy(&u).into_owned());
+    let caller = if calls.trunks.trusted(source.addr.ip()).is_some() {
+        match from_user.clone() {
+            Some(u) => u,
+            None => return reject(403, "Forbidden (trunk call without a From user)"),
+        }
+    } else {
+        match calls.auth.check(&req, from_user.as_deref()).await {
+            Ok(AuthOutcome::Ok(user)) => user,
+            Ok(AuthOutcome::Challenge { stale }) => {
+                let resp = calls.auth.challenge(&req, stale);
+                return calls.answer(&key, &req, resp, source);
+            }
+            Ok(AuthOutcome::Forbidden) => return reject(403, "Forbidden"),
+            Err(e) => {
+                tracing::error!(error = %e, "call: store unavailable");
+                return reject(500, "Server Internal Error (store unavailable)");
+            }
+        }
+    };
+
+    // What was dialed.
+    let Some(dialed) = req.uri.as_sip().and_then(|u| u.user_unescaped()) else {
+        return reject(404, "Not Found (no number in the Request-URI)");
+    };
+    let dialed = String::from_utf8_lossy(&dialed).into_owned();
+    let (ptt, targets) = match calls.dial_plan.resolve(&dialed) {
+        Ok(Service::Ivm { ptt, targets, .. }) => (ptt, targets),
+        Ok(service @ (Service::Retrieve { .. } | Service::Mailbox)) => {
+            return super::retrieval_leg::run(calls, key, req, source, tag, caller, service).await;
+        }
+        Err(e) => return reject(e.status(), &e.reason()),
+    };
+    let mut destinations = Vec::new();
+    for t in &targets {
+        match resolve_target(&calls, t).await {
+            Some(d) => destinations.push(d),
+            None => return reject(404, &format!("Not Found (unknown target {})", target_label(t))),
+        }
+    }
+
+    // Answer at once (our offer in the 200 when the INVITE had none), then the message.
+    let mut call = if req.body.is_empty() {
+        match uas_leg::answer_delayed_offer(&calls, &key, &req, source, &tag).await {
+            Ok(call) => call,
+            Err((0, why)) => return tracing::info!(reason = %why, "delayed-offer call ended before media"),
+            Err((status, reason)) => return reject(status, &reason),
+        }
+    } else {
+        let media = match uas_leg::prepare_media(&calls, &req).await {
+            Ok(m) => m,
+            Err((status, reason)) => return reject(status, &reason),
+        };
+        match uas_leg::answer(&calls, &key, &req, source, &tag, media) {
+            Some(call) => call,
+            None => return reject(400, "Bad Request (cannot form a dialog)"),
+        }
+    };
+    let codec = call.media.neg.codec;
+    let call_id = String::from_utf8_lossy(req.call_id().unwrap_or_default()).into_owned();
+    let new = NewMessage {
+        sender: caller.clone(),
+        kind: if ptt { "ptt".into() } else { "ivm".into() },
+        codec: codec.name().into(),
+        call_id: call_id.clone(),
+        targets: destinations.iter().map(|d| d.label.clone()).collect(),
+    };
+    let message_id = match calls.store.run(move |conn| messages::create(conn, &new)).await {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "call: message not created");
+            call.hang_up(&calls);
+            return;
+        }
+    };
+    tracing::info!(message_id, sender = %caller, dialed = %dialed, targets = destinations.len(), codec = codec.name(), "IVM call answered");
+    let answered_at = unix_now_ms();
+
+    // The stream every listener reads, and the targets.
+    let mut recorder = Recorder::start(&calls, message_id, codec);
+    let (to_sender_tx, mut to_sender) = mpsc::channel::<Bytes>(256);
+    let info = Arc::new(MessageInfo {
+        id: message_id,
+        sender: caller.clone(),
+        ptt,
+    });
+    for dest in destinations {
+        let (calls, audio, info, to_sender) = (
+            calls.clone(),
+            Audio::Live(recorder.handle()),
+            info.clone(),
+            to_sender_tx.clone(),
+        );
+        tokio::spawn(async move { target_leg::run(calls, info, audio, dest, to_sender).await });
+    }
+    drop(to_sender_tx);
+
+    // Beep, then record until the sender hangs up.
+    let endpoint = call.media.endpoint.clone();
+    let pt = call.media.neg.payload_type;
+    let mut out = OutboundStream::new();
+    let mut beep = tone::beep(codec, calls.settings.beep_ms, 1000).into_iter();
+    let mut beep_tick = tokio::time::interval(Duration::from_millis(20));
+    // Timers live outside the loop: it runs once per RTP packet.
+    let record_timer = tokio::time::sleep(calls.settings.max_message);
+    tokio::pin!(record_timer);
+    let mut liveness = tokio::time::interval(Duration::from_secs(1));
+    let mut last_rtp = tokio::time::Instant::now();
+    let mut hangup_by_us = true;
+    let ack_timeout = call.ack_timeout();
+    loop {
+        tokio::select! {
+            _ = beep_tick.tick(), if beep.len() > 0 => {
+                if let Some(frame) = beep.next() {
+                    let _ = endpoint.send(&out.next_audio(pt, &frame)).await;
+                }
+            }
+            inbound = endpoint.recv() => match inbound {
+                Ok(Inbound::Audio { codec_pt, ssrc, ts, payload, .. }) if codec_pt == pt => {
+                    last_rtp = tokio::time::Instant::now();
+                    recorder.on_audio(&calls, ssrc, ts, payload);
+                }
+                Ok(_) => last_rtp = tokio::time::Instant::now(),
+                Err(e) => tracing::debug!(error = %e, "sender RTP receive error"),
+            },
+            Some(audio) = to_sender.recv() => {
+                let _ = endpoint.send(&out.next_audio(pt, &audio)).await;
+            }
+            event = call.events.recv() => match event {
+                Some(DialogEvent::Ack(_)) => call.acked(),
+                Some(DialogEvent::Request { key, request, source }) => {
+                    if let InDialog::Hangup = call.on_request(&calls, &key, &request, source) {
+                        hangup_by_us = false;
+                        break;
+                    }
+                }
+                Some(DialogEvent::Cancelled) | None => {}
+            },
+            _ = ack_timeout.notified() => {
+                tracing::info!(message_id, "no ACK for our 200: ending the call");
+                break;
+            }
+            _ = &mut record_timer => {
+                tracing::info!(message_id, "maximum message length reached");
+                break;
+            }
+            _ = liveness.tick() => {
+                if last_rtp.elapsed() >= RTP_TIMEOUT {
+                    tracing::info!(message_id, "no RTP from the sender: ending the call");
+                    break;
+                }
+            }
+        }
+    }
+
+    // The message is complete: listeners get the rest, the store flushes the tail.
+    let frames = recorder.frames();
+    let duration_ms = recorder.finish(&calls);
+    if let Err(e) = calls
+        .store
+        .run(move |conn| messages::complete(conn, message_id, duration_ms))
+        .await
+    {
+        tracing::error!(message_id, error = %e, "message state not saved");
+    }
+    tracing::info!(message_id, frames, duration_ms, "IVM message recorded");
+    if hangup_by_us {
+        call.hang_up(&calls);
+    } else {
+        calls.dialogs.remove(&call.dialog.id);
+    }
+    calls
+        .write_cdr(Cdr {
+            message_id: Some(message_id),
+            leg: "sender".into(),
+            call_id,
+            caller,
+            callee: dialed,
+            started_at,
+            answered_at: Some(answered_at),
+            ended_at: unix_now_ms(),
+            outcome: "answered".into(),
+            sip_status: Some(200),
+        })
+        .await;
+}
+
+/// Where a dial plan target goes: a subscriber's registered phones, a trunk, or an IP address.
+pub(crate) async fn resolve_target(calls: &Calls, t: &Target) -> Option<Destination> {
+    let number = match t {
+        Target::Ip(ip) => return Some(Destination::ip(*ip)),
+        Target::Number(n) | Target::User(n) => n.clone(),
+    };
+    let lookup = number.clone();
+    let is_subscriber = calls
+        .store
+        .run(move |conn| subscribers::digest_secrets(conn, &lookup))
+        .await
+        .ok()
+        .flatten()
+        .is_some();
+    if is_subscriber {
+        return Some(Destination::subscriber(number));
+    }
+    if let Target::Number(n) = t
+        && let Some(trunk) = calls.trunks.route(n)
+    {
+        return Some(Destination::trunk(n.clone(), trunk));
+    }
+    None
+}
+
+fn target_label(t: &Target) -> String {
+    match t {
+        Target::Number(n) | Target::User(n) => n.clone(),
+        Target::Ip(ip) => ip.to_string(),
+    }
+}

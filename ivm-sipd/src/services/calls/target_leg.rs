@@ -1,0 +1,528 @@
+//! One target's leg: the outbound INVITE (to the target's registered phone, a trunk, or an IP
+//! address; with the auto-answer headers for push-to-talk), ringing until the ring timeout
+//! (then CANCEL), the outcome as a delivery state — 486/600/603 `rejected`, 408/480/5xx, time-out
+//! and the rest `unanswered` — and once answered, the message streamed from its first frame,
+//! paced, with SSRC/sequence/timestamp rewritten so the target sees one continuous stream; DTMF
+//! `1` joins the target to the sender; at the end of the message, BYE and `delivered`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ivm_media::endpoint::{Inbound, RtpEndpoint};
+use ivm_media::rtp::OutboundStream;
+use ivm_media::sdp::{self, Direction, SessionVersion};
+use tokio::sync::mpsc;
+
+use super::playback::{Audio, Player};
+use super::sender_leg::ToSender;
+use super::{CODECS, Calls, TELEPHONE_EVENT_PT};
+use crate::services::trunk::Trunk;
+use crate::stack::dialog::{Dialog, DialogEvent, new_tag, via_value};
+use crate::stack::endpoint::ClientEvent;
+use crate::stack::message::message::random_token;
+use crate::stack::message::{HeaderName, Host, Method, Request, SipUri, Uri};
+use crate::stack::transaction::new_branch;
+use crate::stack::transport::{Peer, TransportKind};
+use crate::store::cdrs::Cdr;
+use crate::store::messages::{delivery, unix_now_ms};
+
+/// How long to wait for the final response after a CANCEL.
+const CANCEL_WAIT: Duration = Duration::from_secs(32);
+/// Frames of lag at answer time above which a delivery counts as catching up.
+const LIVE_LAG_FRAMES: u32 = 10;
+
+/// What every target leg of one message shares.
+#[derive(Debug)]
+pub struct MessageInfo {
+    pub id: i64,
+    pub sender: String,
+    pub ptt: bool,
+}
+
+/// Where a target is reached.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    /// The target as dialed (the delivery row's key).
+    pub label: String,
+    kind: DestinationKind,
+}
+
+#[derive(Debug, Clone)]
+enum DestinationKind {
+    Subscriber,
+    Trunk(Trunk),
+    Ip(IpAddr),
+}
+
+impl Destination {
+    pub fn subscriber(number: String) -> Destination {
+        Destination {
+            label: number,
+            kind: DestinationKind::Subscriber,
+        }
+    }
+
+    pub fn trunk(number: String, trunk: Trunk) -> Destination {
+        Destination {
+            label: number,
+            kind: DestinationKind::Trunk(trunk),
+        }
+    }
+
+    pub fn ip(ip: IpAddr) -> Destination {
+        Destination {
+            label: ip.to_string(),
+            kind: DestinationKind::Ip(ip),
+        }
+    }
+}
+
+/// How the INVITE ended.
+pub(crate) enum Ringing {
+    Answered(crate::stack::message::Response),
+    Failed {
+        state: &'static str,
+        status: Option<u16>,
+        outcome: &'static str,
+    },
+    /// The ring timeout passed before any provisional response, so no CANCEL may be sent; the
+    /// INVITE may still be answered.
+    GaveUp,
+}
+
+/// Runs one target leg to its end.
+pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: Destination, to_sender: ToSender) {
+    let started_at = unix_now_ms();
+    let label = dest.label.clone();
+    let Some((request_uri, peer)) = route(&calls, &dest) else {
+        tracing::info!(message_id = info.id, target = %label, "target not registered");
+        LegEnd {
+            calls: &calls,
+            info: &info,
+            label: &label,
+            call_id: String::new(),
+            started_at,
+            answered_at: None,
+        }
+        .record(delivery::UNANSWERED, "unanswered", Some(480))
+        .await;
+        return;
+    };
+
+    let endpoint = match calls.ports.bind(calls.settings.media_ip).await.map(RtpEndpoint::new) {
+        Ok(Ok(ep)) => ep,
+        _ => {
+            tracing::error!(message_id = info.id, target = %label, "no RTP port for a target leg");
+            calls
+                .set_delivery(info.id, &label, delivery::UNANSWERED, Some(503))
+                .await;
+            return;
+        }
+    };
+    let session = SessionVersion::new();
+    let from = Caller {
+        user: &info.sender,
+        display: &info.sender,
+    };
+    let subject = format!("IVM message {} from {}", info.id, info.sender);
+    let invite = build_invite(
+        &calls,
+        from,
+        &label,
+        request_uri,
+        peer,
+        &endpoint,
+        &session,
+        &subject,
+        info.ptt,
+    );
+    let call_id =
+        String::from_utf8_lossy(crate::stack::message::SipHeaders::call_id(&invite).unwrap_or_default()).into_owned();
+    let end = |answered_at| LegEnd {
+        calls: &calls,
+        info: &info,
+        label: &label,
+        call_id: call_id.clone(),
+        started_at,
+        answered_at,
+    };
+    let mut responses = calls.core.send_request(invite.clone(), peer);
+    calls.set_delivery(info.id, &label, delivery::ALERTING, None).await;
+
+    let outcome = ring(&calls, &invite, peer, &mut responses, calls.settings.ring_timeout).await;
+    let ok = match outcome {
+        Ringing::Answered(ok) => ok,
+        Ringing::Failed { state, status, outcome } => {
+            end(None).record(state, outcome, status).await;
+            return;
+        }
+        Ringing::GaveUp => {
+            hang_up_late_answer(calls.clone(), invite, peer, responses);
+            end(None).record(delivery::UNANSWERED, "unanswered", Some(408)).await;
+            return;
+        }
+    };
+    let answered_at = unix_now_ms();
+    let Some(mut dialog) = Dialog::as_uac(&invite, &ok, peer, calls.sip_addr()) else {
+        tracing::info!(message_id = info.id, target = %label, "2xx without a usable To tag");
+        end(Some(answered_at))
+            .record(delivery::UNANSWERED, "failed", Some(ok.status))
+            .await;
+        return;
+    };
+    let ack = Bytes::from(dialog.ack(1).to_bytes());
+    calls.core.send_raw(peer, ack.clone()).await;
+    let neg = match sdp::accept_answer(&ok.body, &CODECS, TELEPHONE_EVENT_PT) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::info!(message_id = info.id, target = %label, error = %e, "unusable SDP answer");
+            let mut rx = calls.core.send_request(dialog.request(Method::Bye), peer);
+            tokio::spawn(async move { while rx.recv().await.is_some() {} });
+            end(Some(answered_at))
+                .record(delivery::UNANSWERED, "failed", Some(488))
+                .await;
+            return;
+        }
+    };
+    endpoint.set_remote(neg.remote);
+    endpoint.set_telephone_event(neg.telephone_event);
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    calls.dialogs.insert(dialog.id.clone(), events_tx);
+
+    let behind = match &audio {
+        Audio::Live(s) => s.frames(),
+        Audio::Stored { frames, .. } => *frames,
+    };
+    let state = if !audio.is_live() || behind > LIVE_LAG_FRAMES {
+        delivery::CATCHING_UP
+    } else {
+        delivery::LIVE
+    };
+    calls.set_delivery(info.id, &label, state, Some(ok.status)).await;
+
+    // Stream the message from its first frame.
+    let source_codec = audio.codec();
+    let mut player = Player::new(audio, calls.fragments.clone(), calls.settings.catch_up_speed);
+    let mut out = OutboundStream::new();
+    let mut joined = false;
+    let mut complete = false;
+    let mut they_hung_up = false;
+    loop {
+        tokio::select! {
+            frame = player.next() => match frame {
+                Some(f) => {
+                    let payload = source_codec.convert_frame(neg.codec, &f);
+                    let _ = endpoint.send(&out.next_audio(neg.payload_type, &payload)).await;
+                }
+                None => { complete = true; break; }
+            },
+            inbound = endpoint.recv() => match inbound {
+                Ok(Inbound::Dtmf(d)) => on_digit(d, &mut joined, &mut player, &label, info.id),
+                Ok(Inbound::Audio { codec_pt, payload, .. }) if joined && codec_pt == neg.payload_type => {
+                    let audio = neg.codec.convert_frame(source_codec, &payload);
+                    let _ = to_sender.try_send(audio);
+                }
+                _ => {}
+            },
+            event = events.recv() => match event {
+                Some(DialogEvent::Request { key, request, source }) => match request.method {
+                    Method::Bye => {
+                        calls.answer(&key, &request, request.response(200, None, ""), source);
+                        they_hung_up = true;
+                        break;
+                    }
+                    Method::Info => {
+                        if let Some(d) = super::uas_leg::info_digit(&request.body) {
+                            on_digit(d, &mut joined, &mut player, &label, info.id);
+                        }
+                        calls.answer(&key, &request, request.response(200, None, ""), source);
+                    }
+                    Method::Invite | Method::Update => {
+                        let mut resp = request.response(200, None, "");
+                        resp.headers.push(HeaderName::Contact, format!("<sip:ivm@{}>", calls.sip_addr()));
+                        if request.method == Method::Invite || !request.body.is_empty() {
+                            resp.headers.push(HeaderName::ContentType, "application/sdp");
+                            resp.body = Bytes::from(sdp::answer(endpoint.local_addr(), &neg, &session));
+                        }
+                        calls.answer(&key, &request, resp, source);
+                    }
+                    _ => calls.answer(&key, &request, request.response(200, None, ""), source),
+                },
+                Some(DialogEvent::Ack(_)) | Some(DialogEvent::Cancelled) | None => {}
+            },
+            resp = responses.recv() => {
+                // A retransmitted 2xx: our ACK was lost.
+                if let Some(ClientEvent::Response(r)) = resp && (200..300).contains(&r.status) {
+                    calls.core.send_raw(peer, ack.clone()).await;
+                }
+            }
+        }
+    }
+    calls.dialogs.remove(&dialog.id);
+    if !they_hung_up {
+        let mut rx = calls.core.send_request(dialog.request(Method::Bye), peer);
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    }
+    let state = if complete {
+        delivery::DELIVERED
+    } else {
+        delivery::UNANSWERED
+    };
+    tracing::info!(message_id = info.id, target = %label, frames = player.position(), state, "target leg ended");
+    end(Some(answered_at)).record(state, "answered", Some(ok.status)).await;
+}
+
+/// After giving up on an INVITE that never rang: if it is answered after all, ACK and BYE it
+/// so the target's phone does not stay in a silent call.
+pub(crate) fn hang_up_late_answer(
+    calls: Arc<Calls>,
+    invite: Request,
+    peer: Peer,
+    mut responses: mpsc::UnboundedReceiver<ClientEvent>,
+) {
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+        while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, responses.recv()).await {
+            match ev {
+                ClientEvent::Response(r) if (200..300).contains(&r.status) => {
+                    if let Some(mut dialog) = Dialog::as_uac(&invite, &r, peer, calls.sip_addr()) {
+                        calls.core.send_raw(peer, Bytes::from(dialog.ack(1).to_bytes())).await;
+                        let mut rx = calls.core.send_request(dialog.request(Method::Bye), peer);
+                        while rx.recv().await.is_some() {}
+                    }
+                    return;
+                }
+                ClientEvent::Response(r) if r.status < 200 => {}
+                _ => return,
+            }
+        }
+    });
+}
+
+/// DTMF during playback (SPEC §3): `1` joins the sender (live audio both ways).
+fn on_digit(d: char, joined: &mut bool, player: &mut Player, label: &str, id: i64) {
+    tracing::info!(message_id = id, target = %label, digit = %d, "DTMF from target");
+    // From now on the target hears the sender as it speaks (while the sender is on the line).
+    if d == '1' && !*joined && player.jump_to_live() {
+        *joined = true;
+    }
+}
+
+/// The Request-URI and next hop of a destination.
+pub(crate) fn route(calls: &Calls, dest: &Destination) -> Option<(Uri, Peer)> {
+    match &dest.kind {
+        DestinationKind::Subscriber => {
+            let now = crate::store::unix_now();
+            let mut bindings = calls.location.lookup(&dest.label, now);
+            bindings.sort_by(|a, b| b.q.unwrap_or(1.0).total_cmp(&a.q.unwrap_or(1.0)));
+            let b = bindings.into_iter().next()?;
+            let uri = Uri::parse(b.contact.as_bytes()).ok()?;
+            Some((
+                uri,
+                Peer {
+                    transport: b.transport,
+                    addr: b.source,
+                },
+            ))
+        }
+        DestinationKind::Trunk(t) => {
+            let uri = Uri::Sip(SipUri::new(
+                Some(&dest.label),
+                Host::from_ip(t.address.ip()),
+                Some(t.address.port()),
+            ));
+            Some((
+                uri,
+                Peer {
+                    transport: t.transport,
+                    addr: t.address,
+                },
+            ))
+        }
+        DestinationKind::Ip(ip) => {
+            let uri = Uri::Sip(SipUri::new(Some("ivm"), Host::from_ip(*ip), None));
+            Some((
+                uri,
+                Peer {
+                    transport: TransportKind::Udp,
+                    addr: SocketAddr::new(*ip, 5060),
+                },
+            ))
+        }
+    }
+}
+
+/// Who an outbound INVITE is from: the user part and display name of its From.
+pub(crate) struct Caller<'a> {
+    pub user: &'a str,
+    pub display: &'a str,
+}
+
+/// An outbound INVITE with our SDP offer.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn build_invite(
+    calls: &Calls,
+    from: Caller<'_>,
+    label: &str,
+    request_uri: Uri,
+    peer: Peer,
+    endpoint: &RtpEndpoint,
+    session: &SessionVersion,
+    subject: &str,
+    ptt: bool,
+) -> Request {
+    let local = calls.sip_addr();
+    let to_uri = match &request_uri {
+        Uri::Sip(u) => format!("<sip:{label}@{}>", u.host),
+        other => format!("<{other}>"),
+    };
+    let mut req = Request::new(Method::Invite, request_uri);
+    req.headers.push(HeaderName::Via, via_value(peer, local, &new_branch()));
+    req.headers.push(HeaderName::MaxForwards, "70");
+    req.headers.push(
+        HeaderName::From,
+        format!(
+            "{} <sip:{}@{}>;tag={}",
+            crate::stack::message::scan::quote(from.display),
+            from.user,
+            calls.settings.domain,
+            new_tag()
+        ),
+    );
+    req.headers.push(HeaderName::To, to_uri);
+    req.headers
+        .push(HeaderName::CallId, format!("{}@ivm", random_token(12)));
+    req.headers.push(HeaderName::CSeq, "1 INVITE");
+    req.headers.push(HeaderName::Contact, format!("<sip:ivm@{local}>"));
+    req.headers.push(HeaderName::Allow, crate::services::uas_core::ALLOW);
+    req.headers.push(HeaderName::Subject, subject.to_owned());
+    if ptt {
+        // SPEC §4.7: the headers desk phones honour to answer on the speaker at once.
+        req.headers.push(
+            HeaderName::Other("Call-Info".into()),
+            format!("<sip:{local}>;answer-after=0"),
+        );
+        req.headers.push(
+            HeaderName::Other("Alert-Info".into()),
+            format!("<sip:{local}>;info=alert-autoanswer"),
+        );
+    }
+    req.headers.push(HeaderName::ContentType, "application/sdp");
+    req.body = Bytes::from(sdp::offer(
+        endpoint.local_addr(),
+        &CODECS,
+        TELEPHONE_EVENT_PT,
+        Direction::SendRecv,
+        session,
+    ));
+    req
+}
+
+/// Waits for the INVITE's final response; CANCELs it at the ring timeout.
+pub(crate) async fn ring(
+    calls: &Calls,
+    invite: &Request,
+    peer: Peer,
+    responses: &mut mpsc::UnboundedReceiver<ClientEvent>,
+    ring_timeout: Duration,
+) -> Ringing {
+    let ring_deadline = tokio::time::Instant::now() + ring_timeout;
+    let mut cancelled = false;
+    let mut provisional = false;
+    let mut cancel_rx: Option<mpsc::UnboundedReceiver<ClientEvent>> = None;
+    let cancel_deadline = tokio::time::Instant::now() + ring_timeout + CANCEL_WAIT;
+    loop {
+        tokio::select! {
+            ev = responses.recv() => match ev {
+                Some(ClientEvent::Response(r)) if r.status < 200 => provisional = true,
+                Some(ClientEvent::Response(r)) if r.status < 300 => return Ringing::Answered(r),
+                Some(ClientEvent::Response(r)) => {
+                    let (state, outcome) = match r.status {
+                        487 if cancelled => (delivery::UNANSWERED, "unanswered"),
+                        486 | 600 | 603 => (delivery::REJECTED, "rejected"),
+                        _ => (delivery::UNANSWERED, "unanswered"),
+                    };
+                    return Ringing::Failed { state, status: Some(r.status), outcome };
+                }
+                Some(ClientEvent::Timeout) => {
+                    return Ringing::Failed { state: delivery::UNANSWERED, status: Some(408), outcome: "unanswered" };
+                }
+                Some(ClientEvent::Failed(e)) => {
+                    tracing::info!(error = %e, "target INVITE could not be sent");
+                    return Ringing::Failed { state: delivery::UNANSWERED, status: None, outcome: "failed" };
+                }
+                None => return Ringing::Failed { state: delivery::UNANSWERED, status: None, outcome: "failed" },
+            },
+            _ = tokio::time::sleep_until(ring_deadline), if !cancelled => {
+                cancelled = true;
+                if provisional {
+                    cancel_rx = Some(calls.core.send_request(cancel_of(invite), peer));
+                } else {
+                    // RFC 3261 §9.1: no provisional yet, so no CANCEL may be sent; the INVITE
+                    // client transaction times out on its own (Timer B).
+                    return Ringing::GaveUp;
+                }
+            }
+            _ = tokio::time::sleep_until(cancel_deadline), if cancelled => {
+                return Ringing::Failed { state: delivery::UNANSWERED, status: Some(408), outcome: "unanswered" };
+            }
+            Some(_) = async { match cancel_rx.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {}
+        }
+    }
+}
+
+/// The CANCEL of an INVITE we sent (RFC 3261 §9.1): same Request-URI, Call-ID, From, To, CSeq
+/// number, and the INVITE's top Via (same branch).
+pub(crate) fn cancel_of(invite: &Request) -> Request {
+    let mut req = Request::new(Method::Cancel, invite.uri.clone());
+    for name in [HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId] {
+        if let Some(v) = invite.headers.get(&name) {
+            req.headers.push(name, v.clone());
+        }
+    }
+    let seq = crate::stack::message::SipHeaders::cseq(invite).map_or(1, |c| c.seq);
+    req.headers.push(HeaderName::CSeq, format!("{seq} CANCEL"));
+    req.headers.push(HeaderName::MaxForwards, "70");
+    for r in invite.headers.get_all(&HeaderName::Route) {
+        req.headers.push(HeaderName::Route, r.clone());
+    }
+    req
+}
+
+/// What a finished target leg leaves behind: its delivery state and its CDR.
+struct LegEnd<'a> {
+    calls: &'a Arc<Calls>,
+    info: &'a MessageInfo,
+    label: &'a str,
+    call_id: String,
+    started_at: i64,
+    answered_at: Option<i64>,
+}
+
+impl LegEnd<'_> {
+    async fn record(self, state: &'static str, outcome: &str, status: Option<u16>) {
+        self.calls.set_delivery(self.info.id, self.label, state, status).await;
+        match state {
+            delivery::UNANSWERED => crate::services::notification::missed(self.calls, self.info.id, self.label),
+            delivery::REJECTED => crate::services::notification::outcome(self.calls, self.info.id, self.label, false),
+            delivery::DELIVERED => crate::services::notification::outcome(self.calls, self.info.id, self.label, true),
+            _ => {}
+        }
+        self.calls
+            .write_cdr(Cdr {
+                message_id: Some(self.info.id),
+                leg: "target".into(),
+                call_id: self.call_id,
+                caller: self.info.sender.clone(),
+                callee: self.label.to_owned(),
+                started_at: self.started_at,
+                answered_at: self.answered_at,
+                ended_at: unix_now_ms(),
+                outcome: outcome.into(),
+                sip_status: status,
+            })
+            .await;
+    }
+}

@@ -1,0 +1,77 @@
+//! The smart caller-ID call (claim 003-29): a short outbound call to the target whose From user
+//! is the message's retrieval number and whose display name says who sent it, so the phone
+//! shows a missed call that, called back, plays the message. It rings for
+//! `[notify] callerid_ring_secs` and is then cancelled; if it is answered anyway, IVM hangs up.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ivm_media::endpoint::RtpEndpoint;
+use ivm_media::sdp::SessionVersion;
+
+use crate::services::calls::Calls;
+use crate::services::calls::target_leg::{self, Caller, Destination, Ringing};
+use crate::stack::dialog::Dialog;
+use crate::stack::message::Method;
+
+/// Places the caller-ID call for a missed message.
+pub async fn call(calls: Arc<Calls>, message_id: i64, target: String) {
+    let Some(dest) = destination(&calls, &target).await else {
+        tracing::info!(message_id, target, "caller-ID call: no way to reach the target");
+        return;
+    };
+    let Some((uri, peer)) = target_leg::route(&calls, &dest) else {
+        tracing::info!(message_id, target, "caller-ID call: target not registered");
+        return;
+    };
+    let m = calls.message(message_id).await;
+    let sender = m.map(|m| m.sender).unwrap_or_default();
+    let Some(number) = calls.retrieval_number(message_id) else {
+        return;
+    };
+    let Ok(Ok(endpoint)) = calls.ports.bind(calls.settings.media_ip).await.map(RtpEndpoint::new) else {
+        return;
+    };
+    let display = format!("IVM {sender}");
+    let invite = target_leg::build_invite(
+        &calls,
+        Caller {
+            user: &number,
+            display: &display,
+        },
+        &dest.label,
+        uri,
+        peer,
+        &endpoint,
+        &SessionVersion::new(),
+        &format!("Voice message from {sender}: call {number}"),
+        false,
+    );
+    tracing::info!(message_id, target, from = %number, "caller-ID call");
+    let mut responses = calls.core.send_request(invite.clone(), peer);
+    match target_leg::ring(&calls, &invite, peer, &mut responses, calls.settings.callerid_ring).await {
+        Ringing::Answered(ok) => {
+            // Answered: this call only carries the number; hang up.
+            if let Some(mut dialog) = Dialog::as_uac(&invite, &ok, peer, calls.sip_addr()) {
+                calls.core.send_raw(peer, Bytes::from(dialog.ack(1).to_bytes())).await;
+                crate::services::notification::mwi::send_and_forget(&calls.core, dialog.request(Method::Bye), peer);
+            }
+        }
+        Ringing::GaveUp => target_leg::hang_up_late_answer(calls.clone(), invite, peer, responses),
+        Ringing::Failed { .. } => {}
+    }
+}
+
+/// The target itself when it is a registered subscriber, else its MSISDN (or the number
+/// itself) through a trunk.
+async fn destination(calls: &Calls, target: &str) -> Option<Destination> {
+    let profile = calls.profile(target).await;
+    if profile.is_some() && !calls.location.lookup(target, crate::store::unix_now()).is_empty() {
+        return Some(Destination::subscriber(target.to_owned()));
+    }
+    let number = profile.and_then(|p| p.msisdn).unwrap_or_else(|| target.to_owned());
+    calls
+        .trunks
+        .route(&number)
+        .map(|trunk| Destination::trunk(number, trunk))
+}

@@ -1,0 +1,64 @@
+//! Status to the sender (SPEC §4.4, claims 003-13..14): "accepted" (heard live or retrieved) or
+//! "rejected", by SIP MESSAGE to the sender's registered contact, or by SMS when it has an
+//! MSISDN and no registration.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::services::calls::Calls;
+use crate::stack::dialog::{new_tag, via_value};
+use crate::stack::message::message::random_token;
+use crate::stack::message::{HeaderName, Method, Request, Uri};
+use crate::stack::transaction::new_branch;
+use crate::stack::transport::Peer;
+
+/// Tells the sender of `message_id` what became of its delivery to `target`.
+pub async fn report(calls: &Arc<Calls>, message_id: i64, target: &str, accepted: bool) {
+    let Some(m) = calls.message(message_id).await else {
+        return;
+    };
+    let text = format!(
+        "Your voice message {message_id} to {target} was {}.",
+        if accepted { "heard" } else { "rejected" }
+    );
+    let bindings = calls.location.lookup(&m.sender, crate::store::unix_now());
+    if let Some(b) = bindings.first() {
+        let Ok(uri) = Uri::parse(b.contact.as_bytes()) else {
+            return;
+        };
+        let peer = Peer {
+            transport: b.transport,
+            addr: b.source,
+        };
+        let mut req = Request::new(Method::Message, uri);
+        req.headers
+            .push(HeaderName::Via, via_value(peer, calls.sip_addr(), &new_branch()));
+        req.headers.push(HeaderName::MaxForwards, "70");
+        req.headers.push(
+            HeaderName::From,
+            format!("\"IVM\" <sip:ivm@{}>;tag={}", calls.settings.domain, new_tag()),
+        );
+        req.headers
+            .push(HeaderName::To, format!("<sip:{}@{}>", m.sender, calls.settings.domain));
+        req.headers
+            .push(HeaderName::CallId, format!("{}@ivm", random_token(12)));
+        req.headers.push(HeaderName::CSeq, "1 MESSAGE");
+        req.headers.push(HeaderName::ContentType, "text/plain;charset=utf-8");
+        req.body = Bytes::from(text.clone());
+        tracing::info!(message_id, sender = %m.sender, target, accepted, "status to sender by MESSAGE");
+        crate::services::notification::mwi::send_and_forget(&calls.core, req, peer);
+        return;
+    }
+    let profile = calls.profile(&m.sender).await;
+    if let Some(msisdn) = profile.and_then(|p| p.msisdn) {
+        tracing::info!(message_id, sender = %m.sender, target, accepted, "status to sender by SMS");
+        super::sms::send(
+            calls,
+            &format!("status:{message_id}:{target}:{accepted}"),
+            &msisdn,
+            &text,
+        )
+        .await;
+    }
+}

@@ -1,0 +1,181 @@
+//! The SIP core loop: the one task that owns the transaction layer. Messages from the
+//! transports and commands from the layers above (respond, send a request) go in; the
+//! transaction layer's actions come out — bytes to the transports, new requests, ACKs and
+//! CANCELs to the dispatcher, responses and timeouts to the task that sent the request.
+//! Timers are checked every 10 ms.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::stack::message::{Message, Request, Response};
+use crate::stack::transaction::{Action, Timers, TransactionLayer, TsxKey};
+use crate::stack::transport::{Inbound, Peer, Transmitter};
+
+/// How often transaction timers are checked.
+const TICK: Duration = Duration::from_millis(10);
+
+/// What a client transaction reports to the task that started it.
+#[derive(Debug, Clone)]
+pub enum ClientEvent {
+    Response(Response),
+    /// Timer B/F: no final response.
+    Timeout,
+    /// The request could not be sent (bad request or duplicate transaction).
+    Failed(String),
+}
+
+enum Command {
+    Respond {
+        key: TsxKey,
+        response: Response,
+    },
+    Send {
+        request: Request,
+        dest: Peer,
+        events: mpsc::UnboundedSender<ClientEvent>,
+    },
+}
+
+/// The layer above the transactions: receives what the transaction layer delivers.
+pub trait Dispatcher: Send + Sync + 'static {
+    /// A new request in its own server transaction; answer it with [`SipCore::respond`].
+    fn request(&self, key: TsxKey, request: Request, source: Peer);
+    /// An ACK for a 2xx (or one matching no transaction).
+    fn ack(&self, request: Request, source: Peer);
+    /// A CANCEL matched this INVITE server transaction (already answered `200`).
+    fn cancelled(&self, invite: TsxKey);
+}
+
+/// A handle to the SIP core for the layers above; cheap to clone.
+#[derive(Clone)]
+pub struct SipCore {
+    commands: mpsc::UnboundedSender<Command>,
+    transmitter: Transmitter,
+    local: SocketAddr,
+}
+
+impl SipCore {
+    /// Answers a server transaction.
+    pub fn respond(&self, key: TsxKey, response: Response) {
+        let _ = self.commands.send(Command::Respond { key, response });
+    }
+
+    /// Starts a client transaction; its responses and timeout arrive on the returned channel
+    /// (dropping the receiver stops delivery).
+    pub fn send_request(&self, request: Request, dest: Peer) -> mpsc::UnboundedReceiver<ClientEvent> {
+        let (events, rx) = mpsc::unbounded_channel();
+        let _ = self.commands.send(Command::Send { request, dest, events });
+        rx
+    }
+
+    /// Sends bytes outside any transaction (the ACK for a 2xx, a 2xx retransmitted by its
+    /// dialog).
+    pub async fn send_raw(&self, to: Peer, data: Bytes) {
+        self.transmitter.send(to, data).await;
+    }
+
+    /// The address the SIP transports listen on (for Via and Contact).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+/// The loop's inputs.
+pub struct CoreLoop {
+    commands: mpsc::UnboundedReceiver<Command>,
+    inbound: mpsc::Receiver<Inbound>,
+    transmitter: Transmitter,
+    layer: TransactionLayer,
+}
+
+/// Creates the core: the handle for the layers above and the loop to run.
+pub fn core(
+    timers: Timers,
+    transmitter: Transmitter,
+    inbound: mpsc::Receiver<Inbound>,
+    local: SocketAddr,
+) -> (SipCore, CoreLoop) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handle = SipCore {
+        commands: tx,
+        transmitter: transmitter.clone(),
+        local,
+    };
+    (
+        handle,
+        CoreLoop {
+            commands: rx,
+            inbound,
+            transmitter,
+            layer: TransactionLayer::new(timers),
+        },
+    )
+}
+
+impl CoreLoop {
+    /// Runs until `shutdown` completes.
+    pub async fn run(mut self, dispatcher: Arc<dyn Dispatcher>, shutdown: impl std::future::Future<Output = ()>) {
+        let start = Instant::now();
+        let now = || start.elapsed().as_millis() as u64;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut clients: HashMap<TsxKey, mpsc::UnboundedSender<ClientEvent>> = HashMap::new();
+        let mut actions = Vec::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                Some(Inbound { message, source }) = self.inbound.recv() => match message {
+                    Message::Request(req) => self.layer.on_request(req, source, now(), &mut actions),
+                    Message::Response(resp) => self.layer.on_response(resp, source, now(), &mut actions),
+                },
+                Some(cmd) = self.commands.recv() => match cmd {
+                    Command::Respond { key, response } => {
+                        if let Err(e) = self.layer.respond(&key, response, now(), &mut actions) {
+                            tracing::debug!(error = %e, "response for a finished transaction dropped");
+                        }
+                    }
+                    Command::Send { request, dest, events } => {
+                        match self.layer.send_request(request, dest, now(), &mut actions) {
+                            Ok(key) => { clients.insert(key, events); }
+                            Err(e) => { let _ = events.send(ClientEvent::Failed(e.to_string())); }
+                        }
+                    }
+                },
+                _ = tick.tick() => {
+                    self.layer.on_tick(now(), &mut actions);
+                    clients.retain(|_, tx| !tx.is_closed());
+                }
+                _ = &mut shutdown => return,
+            }
+            for action in actions.drain(..) {
+                match action {
+                    Action::Send { to, data } => self.transmitter.send(to, data).await,
+                    Action::Request { key, request, source } => dispatcher.request(key, request, source),
+                    Action::Ack { request, source } => dispatcher.ack(request, source),
+                    Action::Cancelled { invite } => dispatcher.cancelled(invite),
+                    Action::Response { key, response } => {
+                        let final_non2xx = response.status >= 300;
+                        if let Some(tx) = clients.get(&key) {
+                            let _ = tx.send(ClientEvent::Response(response));
+                        }
+                        if final_non2xx {
+                            clients.remove(&key);
+                        }
+                    }
+                    Action::Timeout { key } => {
+                        if let Some(tx) = clients.remove(&key) {
+                            let _ = tx.send(ClientEvent::Timeout);
+                        } else {
+                            tracing::info!(%key, "server transaction timed out (no ACK)");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

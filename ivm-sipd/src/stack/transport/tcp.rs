@@ -1,0 +1,180 @@
+//! The TCP transport: accepted and outbound connections kept in one table by remote address,
+//! so requests and responses reuse a connection in both directions; each connection is cut
+//! into messages by the stream framer, answers CRLF keep-alives, and is closed when idle or
+//! when it breaks framing (RFC 3261 §18.3).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::{Inbound, Peer, TransportKind, stamp_received};
+use crate::stack::message::framing::{Framed, StreamFramer};
+use crate::stack::message::{Framing, Message, parse_message};
+
+/// The open connections, by remote address.
+#[derive(Clone)]
+pub struct TcpConnections {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conns: Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>>,
+    inbound: mpsc::Sender<Inbound>,
+    max_message_bytes: usize,
+    idle: Duration,
+}
+
+impl TcpConnections {
+    pub fn new(inbound: mpsc::Sender<Inbound>, max_message_bytes: usize, idle: Duration) -> Self {
+        TcpConnections {
+            inner: Arc::new(Inner {
+                conns: Mutex::new(HashMap::new()),
+                inbound,
+                max_message_bytes,
+                idle,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>> {
+        self.inner.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sends over the connection to `to`, opening one when there is none.
+    pub fn send(&self, to: SocketAddr, data: Bytes) {
+        let existing = self.lock().get(&to).cloned();
+        if let Some(tx) = existing
+            && tx.send(data.clone()).is_ok()
+        {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(to)).await {
+                Ok(Ok(stream)) => {
+                    let tx = this.adopt(stream, to);
+                    let _ = tx.send(data);
+                }
+                Ok(Err(e)) => tracing::info!(%to, error = %e, "tcp: connect failed"),
+                Err(_) => tracing::info!(%to, "tcp: connect timed out"),
+            }
+        });
+    }
+
+    /// Accepts connections until the listener fails.
+    pub async fn accept_loop(self, listener: TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, remote)) => {
+                    let _ = stream.set_nodelay(true);
+                    self.adopt(stream, remote);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "tcp: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// Registers a connection and starts its reader and writer.
+    fn adopt(&self, stream: TcpStream, remote: SocketAddr) -> mpsc::UnboundedSender<Bytes> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        self.lock().insert(remote, tx.clone());
+        let (mut reader, mut writer) = stream.into_split();
+        tokio::spawn(async move {
+            while let Some(data) = rx.recv().await {
+                if let Err(e) = writer.write_all(&data).await {
+                    tracing::info!(%remote, error = %e, "tcp: write failed");
+                    break;
+                }
+            }
+        });
+        let this = self.clone();
+        let own_tx = tx.clone();
+        tokio::spawn(async move {
+            this.read_loop(&mut reader, remote, &own_tx).await;
+            let mut conns = this.lock();
+            if conns.get(&remote).is_some_and(|t| t.same_channel(&own_tx)) {
+                conns.remove(&remote);
+            }
+            tracing::debug!(%remote, "tcp: connection closed");
+        });
+        tx
+    }
+
+    async fn read_loop(
+        &self,
+        reader: &mut tokio::net::tcp::OwnedReadHalf,
+        remote: SocketAddr,
+        tx: &mpsc::UnboundedSender<Bytes>,
+    ) {
+        let source = Peer {
+            transport: TransportKind::Tcp,
+            addr: remote,
+        };
+        let mut framer = StreamFramer::new(self.inner.max_message_bytes);
+        let mut buf = vec![0u8; 16384];
+        loop {
+            let n = match tokio::time::timeout(self.inner.idle, reader.read(&mut buf)).await {
+                Err(_) => {
+                    tracing::debug!(%remote, "tcp: idle connection closed");
+                    return;
+                }
+                Ok(Ok(0)) => return,
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => {
+                    tracing::debug!(%remote, error = %e, "tcp: read failed");
+                    return;
+                }
+            };
+            framer.push(&buf[..n]);
+            loop {
+                match framer.next_item() {
+                    Ok(None) => break,
+                    Ok(Some(Framed::Ping)) => {
+                        let _ = tx.send(Bytes::from_static(b"\r\n"));
+                    }
+                    Ok(Some(Framed::Message(data))) => {
+                        tracing::debug!(%source, message = %String::from_utf8_lossy(&data), "tcp: received");
+                        match parse_message(data, Framing::Stream) {
+                            Ok(mut msg) => {
+                                if let Message::Request(req) = &mut msg {
+                                    stamp_received(req, source);
+                                }
+                                if self.inner.inbound.send(Inbound { message: msg, source }).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::info!(%source, reason = %e.reason, "tcp: malformed message");
+                                if let Some(resp) = super::stateless_error(&e) {
+                                    let _ = tx.send(Bytes::from(resp));
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        // The stream can no longer be delimited: close it (RFC 3261 §18.3).
+                        tracing::info!(%source, error = %e, "tcp: framing error, closing");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
