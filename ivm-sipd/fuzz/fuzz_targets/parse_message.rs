@@ -5,8 +5,8 @@
 #![no_main]
 
 use bytes::Bytes;
-use ivm_sipd::stack::message::framing::{Framed, StreamFramer};
-use ivm_sipd::stack::message::{Framing, HeaderName, Message, SipHeaders, parse_message};
+use ivm_sipd::stack::sip::framing::{Framed, StreamFramer};
+use ivm_sipd::stack::sip::{Framing, HeaderName, Message, SipHeaders, parse_message};
 use libfuzzer_sys::fuzz_target;
 
 fn exercise(msg: &Message) {

@@ -11,8 +11,8 @@ use crate::services::registrar::Registrar;
 use crate::services::registrar::auth::AuthOutcome;
 use crate::stack::dialog::{DialogEvent, DialogId, DialogTable};
 use crate::stack::endpoint::{Dispatcher, SipCore};
-use crate::stack::message::message::random_token;
-use crate::stack::message::{HeaderName, Method, Request, Response, SipHeaders, Uri};
+use crate::stack::sip::message::random_token;
+use crate::stack::sip::{HeaderName, Method, Request, Response, SipHeaders, Uri};
 use crate::stack::transaction::TsxKey;
 use crate::stack::transport::Peer;
 
@@ -122,7 +122,7 @@ impl UasCore {
                 let ok = req
                     .headers
                     .get_all(&HeaderName::Accept)
-                    .filter_map(|v| crate::stack::message::fields::MediaType::parse_list(v).ok())
+                    .filter_map(|v| crate::stack::sip::fields::MediaType::parse_list(v).ok())
                     .flatten()
                     .any(|m| m.matches("application", "sdp"));
                 if !ok {

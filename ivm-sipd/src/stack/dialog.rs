@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::stack::message::message::random_token;
-use crate::stack::message::{HeaderName, Method, NameAddr, Request, Response, SipHeaders, Uri};
+use crate::stack::sip::message::random_token;
+use crate::stack::sip::{HeaderName, Method, NameAddr, Request, Response, SipHeaders, Uri};
 use crate::stack::transaction::{TsxKey, new_branch};
 use crate::stack::transport::Peer;
 
@@ -122,8 +122,8 @@ pub struct Dialog {
 /// The first Contact URI of a message.
 pub fn contact_uri(headers: &impl SipHeaders) -> Option<Uri> {
     headers.contacts().into_iter().find_map(|c| match c {
-        crate::stack::message::Contact::Addrs(a) => a.into_iter().next().map(|a| a.uri),
-        crate::stack::message::Contact::Star => None,
+        crate::stack::sip::Contact::Addrs(a) => a.into_iter().next().map(|a| a.uri),
+        crate::stack::sip::Contact::Star => None,
     })
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::stack::message::{Message, Request, Response};
+use crate::stack::sip::{Message, Request, Response};
 use crate::stack::transaction::{Action, Timers, TransactionLayer, TsxKey};
 use crate::stack::transport::{Inbound, Peer, Transmitter};
 

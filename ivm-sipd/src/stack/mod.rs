@@ -4,6 +4,6 @@
 
 pub mod dialog;
 pub mod endpoint;
-pub mod message;
+pub mod sip; // the message layer
 pub mod transaction;
 pub mod transport;

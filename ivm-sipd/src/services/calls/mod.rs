@@ -31,7 +31,7 @@ use crate::services::registrar::location::LocationService;
 use crate::services::trunk::TrunkTable;
 use crate::stack::dialog::DialogTable;
 use crate::stack::endpoint::SipCore;
-use crate::stack::message::{Request, Response};
+use crate::stack::sip::{Request, Response};
 use crate::stack::transaction::TsxKey;
 use crate::stack::transport::Peer;
 use crate::store::StoreError;

@@ -25,7 +25,7 @@ use super::target_leg::{self, MessageInfo};
 use super::uas_leg::{self, Answered, InDialog};
 use crate::services::dial_plan::{Service, Target};
 use crate::stack::dialog::DialogEvent;
-use crate::stack::message::Request;
+use crate::stack::sip::Request;
 use crate::stack::transaction::TsxKey;
 use crate::stack::transport::Peer;
 use crate::store::mailbox::{self, Entry, folder};

@@ -21,7 +21,7 @@ use super::uas_leg::{self, InDialog};
 use crate::services::dial_plan::{Service, Target};
 use crate::services::registrar::auth::AuthOutcome;
 use crate::stack::dialog::{DialogEvent, new_tag};
-use crate::stack::message::{Request, SipHeaders};
+use crate::stack::sip::{Request, SipHeaders};
 use crate::stack::transaction::TsxKey;
 use crate::stack::transport::Peer;
 use crate::store::cdrs::Cdr;

@@ -21,8 +21,8 @@ use super::{CODECS, Calls, TELEPHONE_EVENT_PT};
 use crate::services::trunk::Trunk;
 use crate::stack::dialog::{Dialog, DialogEvent, new_tag, via_value};
 use crate::stack::endpoint::ClientEvent;
-use crate::stack::message::message::random_token;
-use crate::stack::message::{HeaderName, Host, Method, Request, SipUri, Uri};
+use crate::stack::sip::message::random_token;
+use crate::stack::sip::{HeaderName, Host, Method, Request, SipUri, Uri};
 use crate::stack::transaction::new_branch;
 use crate::stack::transport::{Peer, TransportKind};
 use crate::store::cdrs::Cdr;
@@ -81,7 +81,7 @@ impl Destination {
 
 /// How the INVITE ended.
 pub(crate) enum Ringing {
-    Answered(crate::stack::message::Response),
+    Answered(crate::stack::sip::Response),
     Failed {
         state: &'static str,
         status: Option<u16>,
@@ -139,7 +139,7 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
         info.ptt,
     );
     let call_id =
-        String::from_utf8_lossy(crate::stack::message::SipHeaders::call_id(&invite).unwrap_or_default()).into_owned();
+        String::from_utf8_lossy(crate::stack::sip::SipHeaders::call_id(&invite).unwrap_or_default()).into_owned();
     let end = |answered_at| LegEnd {
         calls: &calls,
         info: &info,
@@ -385,7 +385,7 @@ pub(crate) fn build_invite(
         HeaderName::From,
         format!(
             "{} <sip:{}@{}>;tag={}",
-            crate::stack::message::scan::quote(from.display),
+            crate::stack::sip::scan::quote(from.display),
             from.user,
             calls.settings.domain,
             new_tag()
@@ -482,7 +482,7 @@ pub(crate) fn cancel_of(invite: &Request) -> Request {
             req.headers.push(name, v.clone());
         }
     }
-    let seq = crate::stack::message::SipHeaders::cseq(invite).map_or(1, |c| c.seq);
+    let seq = crate::stack::sip::SipHeaders::cseq(invite).map_or(1, |c| c.seq);
     req.headers.push(HeaderName::CSeq, format!("{seq} CANCEL"));
     req.headers.push(HeaderName::MaxForwards, "70");
     for r in invite.headers.get_all(&HeaderName::Route) {

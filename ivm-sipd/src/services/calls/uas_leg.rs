@@ -13,7 +13,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::{CODECS, Calls, TELEPHONE_EVENT_PT};
 use crate::stack::dialog::{Dialog, DialogEvent};
-use crate::stack::message::{HeaderName, Method, Request, Response};
+use crate::stack::sip::{HeaderName, Method, Request, Response};
 use crate::stack::transaction::TsxKey;
 use crate::stack::transport::Peer;
 

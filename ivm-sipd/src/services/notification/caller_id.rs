@@ -12,7 +12,7 @@ use ivm_media::sdp::SessionVersion;
 use crate::services::calls::Calls;
 use crate::services::calls::target_leg::{self, Caller, Destination, Ringing};
 use crate::stack::dialog::Dialog;
-use crate::stack::message::Method;
+use crate::stack::sip::Method;
 
 /// Places the caller-ID call for a missed message.
 pub async fn call(calls: Arc<Calls>, message_id: i64, target: String) {

@@ -8,8 +8,8 @@ use bytes::Bytes;
 
 use crate::services::calls::Calls;
 use crate::stack::dialog::{new_tag, via_value};
-use crate::stack::message::message::random_token;
-use crate::stack::message::{HeaderName, Method, Request, Uri};
+use crate::stack::sip::message::random_token;
+use crate::stack::sip::{HeaderName, Method, Request, Uri};
 use crate::stack::transaction::new_branch;
 use crate::stack::transport::Peer;
 

@@ -4,8 +4,8 @@
 //! user take the same work and get the same answer.
 
 use crate::app::config::RegistrarConfig;
-use crate::stack::message::message::random_token;
-use crate::stack::message::{HeaderName, Request, Response, SipHeaders};
+use crate::stack::sip::message::random_token;
+use crate::stack::sip::{HeaderName, Request, Response, SipHeaders};
 use crate::store::subscribers::{self, DigestSecrets};
 use crate::store::writer::StoreHandle;
 use crate::store::{StoreError, unix_now};

@@ -138,7 +138,7 @@ pub fn challenge(alg: Algorithm, realm: &str, nonce: &str, stale: bool) -> Strin
     let stale = if stale { ", stale=true" } else { "" };
     format!(
         "Digest realm={}, nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{stale}",
-        crate::stack::message::scan::quote(realm),
+        crate::stack::sip::scan::quote(realm),
         alg.name()
     )
 }

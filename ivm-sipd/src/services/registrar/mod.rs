@@ -10,8 +10,8 @@ pub mod location;
 use std::sync::Arc;
 
 use crate::app::config::RegistrarConfig;
-use crate::stack::message::message::random_token;
-use crate::stack::message::{Contact, HeaderName, Request, Response, SipHeaders, Uri};
+use crate::stack::sip::message::random_token;
+use crate::stack::sip::{Contact, HeaderName, Request, Response, SipHeaders, Uri};
 use crate::stack::transport::Peer;
 use crate::store::registrations::{self, BindingChange};
 use crate::store::writer::StoreHandle;
@@ -168,7 +168,7 @@ impl Registrar {
                 .params
                 .get("expires")
                 .flatten()
-                .and_then(|v| crate::stack::message::fields::parse_delta_seconds(v).ok())
+                .and_then(|v| crate::stack::sip::fields::parse_delta_seconds(v).ok())
                 .or(header_expires)
                 .unwrap_or(self.config.default_expires);
             if requested != 0 && requested < self.config.min_expires {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::timers::{TimerKind, TimerSlot};
 use super::{Action, Core, Ctx, Flow};
-use crate::stack::message::{HeaderName, Method, Request, Response, Uri, Via};
+use crate::stack::sip::{HeaderName, Method, Request, Response, Uri, Via};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum InviteState {
@@ -241,7 +241,7 @@ impl NonInviteClient {
 mod tests {
     use super::super::test_support::*;
     use super::super::*;
-    use crate::stack::message::{HeaderName, Message};
+    use crate::stack::sip::{HeaderName, Message};
 
     fn start(layer: &mut TransactionLayer, method: &str, t: TransportKind) -> (TsxKey, Request) {
         let req = outgoing(method, t, &new_branch());

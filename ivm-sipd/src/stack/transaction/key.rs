@@ -6,8 +6,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::stack::message::via::MAGIC_COOKIE;
-use crate::stack::message::{Method, Request, Response, SipHeaders, Via};
+use crate::stack::sip::via::MAGIC_COOKIE;
+use crate::stack::sip::{Method, Request, Response, SipHeaders, Via};
 
 /// The key of a transaction: equal keys mean the same transaction.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -171,7 +171,7 @@ impl fmt::Debug for TsxKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stack::message::{Framing, Message, parse_message};
+    use crate::stack::sip::{Framing, Message, parse_message};
 
     fn req(text: &str) -> Request {
         match parse_message(bytes::Bytes::from(text.replace('\n', "\r\n")), Framing::Datagram) {
@@ -245,7 +245,7 @@ mod tests {
         assert_ne!(invite, no_branch);
         assert_eq!(no_branch, key(&msg("ACK", "SIP/2.0/UDP host.example.com", ";tag=x")));
         let mut other_uri = msg("INVITE", via, "");
-        other_uri.uri = crate::stack::message::Uri::parse(b"sip:carol@example.com").unwrap_or_else(|e| panic!("{e}"));
+        other_uri.uri = crate::stack::sip::Uri::parse(b"sip:carol@example.com").unwrap_or_else(|e| panic!("{e}"));
         assert_ne!(invite, key(&other_uri));
     }
 

@@ -25,9 +25,9 @@ pub use key::TsxKey;
 pub use timer_wheel::{TimerId, TimerWheel};
 pub use timers::Timers;
 
-use crate::stack::message::message::random_token;
-use crate::stack::message::via::MAGIC_COOKIE;
-use crate::stack::message::{Method, Request, Response, SipHeaders};
+use crate::stack::sip::message::random_token;
+use crate::stack::sip::via::MAGIC_COOKIE;
+use crate::stack::sip::{Method, Request, Response, SipHeaders};
 use crate::stack::transport::{Peer, response_target};
 
 use client::{InviteClient, NonInviteClient};

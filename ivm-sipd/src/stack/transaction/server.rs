@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::timers::{TimerKind, TimerSlot};
 use super::{Action, Core, Ctx, Flow, TransactionError};
-use crate::stack::message::{Response, SipHeaders};
+use crate::stack::sip::{Response, SipHeaders};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum InviteState {

@@ -1,7 +1,7 @@
 //! Test helpers for the transaction layer: messages as a peer would send them, and a fake
 //! clock stepping the layer a millisecond at a time.
 
-pub(super) use crate::stack::message::{
+pub(super) use crate::stack::sip::{
     Framing, HeaderName, Message, Method, Request, Response, SipHeaders, parse_message,
 };
 pub(super) use crate::stack::transport::{Peer, TransportKind};

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::net::{TcpListener, UdpSocket};
 
-use crate::stack::message::parse::{ErrorKind, ParseError};
-use crate::stack::message::scan::split_list;
-use crate::stack::message::{HeaderName, Message, Request, Via};
+use crate::stack::sip::parse::{ErrorKind, ParseError};
+use crate::stack::sip::scan::split_list;
+use crate::stack::sip::{HeaderName, Message, Request, Via};
 
 /// A parsed message and where it came from, on its way to the transaction layer.
 #[derive(Debug)]
@@ -115,7 +115,7 @@ pub fn stateless_error(e: &ParseError) -> Option<Vec<u8>> {
             (400, format!("Bad Request ({clean})"))
         }
     };
-    let resp = crate::stack::message::Response {
+    let resp = crate::stack::sip::Response {
         status,
         reason: Bytes::from(reason),
         headers: (**headers).clone(),

@@ -14,8 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use super::{Inbound, Peer, TransportKind, stamp_received};
-use crate::stack::message::framing::{Framed, StreamFramer};
-use crate::stack::message::{Framing, Message, parse_message};
+use crate::stack::sip::framing::{Framed, StreamFramer};
+use crate::stack::sip::{Framing, Message, parse_message};
 
 /// The open connections, by remote address.
 #[derive(Clone)]

@@ -10,7 +10,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::{Inbound, Peer, TransportKind, stamp_received, stateless_error};
-use crate::stack::message::{Framing, Message, parse_message};
+use crate::stack::sip::{Framing, Message, parse_message};
 
 /// Binds the UDP socket with large kernel buffers (a burst of REGISTERs must not be dropped).
 pub fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
