@@ -8,15 +8,17 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use crate::app::config::Config;
-use crate::services::calls::{CallSettings, Calls};
+use crate::services::calls::events::CallEvents;
+use crate::services::calls::{CallService, CallSettings, Calls};
 use crate::services::dial_plan::DialPlan;
-use crate::services::notification::mwi::Mwi;
-use crate::services::registrar::Registrar;
+use crate::services::mwi::{Mwi, MwiService};
+use crate::services::notification::sms_gateway::{self, SmsGateway};
 use crate::services::registrar::auth::DigestAuth;
+use crate::services::registrar::{Registrar, RegistrarService};
 use crate::services::trunk::TrunkTable;
-use crate::services::uas_core::UasCore;
 use crate::stack::dialog::DialogTable;
 use crate::stack::endpoint;
+use crate::stack::router::Router;
 use crate::stack::transaction::Timers;
 use crate::stack::transport::tcp::TcpConnections;
 use crate::stack::transport::{self, Inbound, Transmitter};
@@ -65,34 +67,56 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (core, core_loop) = endpoint::core(timers, transmitter, inbound_rx, local);
     let dialogs = DialogTable::default();
     let registrar = Arc::new(registrar);
-    let calls = start_calls(
+    let (events, call_events) = CallEvents::channel();
+    let Started { calls, mwi, sms } = start_calls(
         &config,
         core.clone(),
         dialogs.clone(),
-        auth,
+        auth.clone(),
         registrar.location().clone(),
         store.clone(),
+        events,
     )
     .await
     .context("starting the call layer")?;
-    crate::services::notification::start_expiry(calls.clone(), config.calls.expiry_days);
-    let (registered_tx, mut registered) = mpsc::unbounded_channel::<String>();
+    let (registered_tx, registered) = mpsc::unbounded_channel::<String>();
     registrar.set_listener(registered_tx);
-    let on_register = calls.clone();
-    tokio::spawn(async move {
-        while let Some(aor) = registered.recv().await {
-            crate::services::notification::registered(&on_register, &aor);
-        }
-    });
-    let uas = Arc::new(UasCore::new(core, registrar, dialogs, calls));
+    crate::services::notification::start(
+        calls.clone(),
+        mwi.clone(),
+        sms,
+        call_events,
+        registered,
+        config.calls.expiry_days,
+    );
+    // The order in which services are offered a new request.
+    let router = Router::new(core.clone(), dialogs)
+        .register(Arc::new(RegistrarService {
+            registrar,
+            core: core.clone(),
+        }))
+        .register(Arc::new(MwiService {
+            mwi,
+            auth,
+            core: core.clone(),
+        }))
+        .register(Arc::new(CallService(calls)))
+        .build();
     tracing::info!(udp = %local, tcp = %local, data_dir = %config.storage.data_dir.display(), "ivm-sipd listening");
-    core_loop.run(Arc::new(uas), shutdown_signal()).await;
+    core_loop.run(router, shutdown_signal()).await;
     tracing::info!("ivm-sipd stopping");
     Ok(())
 }
 
+/// The call layer and what the notifications need beside it.
+struct Started {
+    calls: Arc<Calls>,
+    mwi: Mwi,
+    sms: Option<Arc<dyn SmsGateway>>,
+}
+
 /// Opens the fragment store (recovering its log), closes messages a crash left open, and
-/// builds the call layer.
+/// builds the call layer, the MWI service and the SMS client.
 async fn start_calls(
     config: &Config,
     core: endpoint::SipCore,
@@ -100,7 +124,8 @@ async fn start_calls(
     auth: Arc<DigestAuth>,
     location: Arc<crate::services::registrar::location::LocationService>,
     store: StoreHandle,
-) -> anyhow::Result<Arc<Calls>> {
+    events: CallEvents,
+) -> anyhow::Result<Started> {
     let data_dir = &config.storage.data_dir;
     let mut fcfg = FragmentStoreConfig::new(data_dir.join("fragments"), crate::store::db_path(data_dir));
     fcfg.commit_interval = Duration::from_millis(config.media.commit_interval_ms);
@@ -148,10 +173,10 @@ async fn start_calls(
         location.clone(),
         config.sip.realm.clone(),
     );
-    let sms = crate::services::notification::sms::start(&config.smsc, crate::store::db_path(data_dir), store.clone())
+    let sms = sms_gateway::start(&config.smsc, crate::store::db_path(data_dir), store.clone())
         .await?
-        .map(|c| Arc::new(c) as Arc<dyn crate::services::notification::sms::SmsGateway>);
-    Ok(Arc::new(Calls {
+        .map(|c| Arc::new(c) as Arc<dyn SmsGateway>);
+    let calls = Arc::new(Calls {
         core,
         dialogs,
         auth,
@@ -162,10 +187,10 @@ async fn start_calls(
         fragments,
         ports,
         settings,
-        mwi,
-        sms,
+        events,
         live: Default::default(),
-    }))
+    });
+    Ok(Started { calls, mwi, sms })
 }
 
 async fn shutdown_signal() {

@@ -1,8 +1,12 @@
-//! The services above the SIP stack: what IVM does with each request.
+//! The services above the SIP stack: what IVM does with each request. Each service the
+//! router offers requests to implements [`crate::stack::router::Service`]: the registrar
+//! (REGISTER), MWI (SUBSCRIBE to `message-summary`) and calls (INVITE, with the sender,
+//! target and retrieval legs); notifications listen to what calls report; the dial plan and
+//! trunks say where a call goes.
 
 pub mod calls;
 pub mod dial_plan;
+pub mod mwi;
 pub mod notification;
 pub mod registrar;
 pub mod trunk;
-pub mod uas_core;

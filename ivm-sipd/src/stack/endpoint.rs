@@ -6,13 +6,13 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::stack::sip::{Message, Request, Response};
+use crate::stack::sip::{Message, Request, Response, SipHeaders};
 use crate::stack::transaction::{Action, Timers, TransactionLayer, TsxKey};
 use crate::stack::transport::{Inbound, Peer, Transmitter};
 
@@ -57,6 +57,8 @@ pub struct SipCore {
     commands: mpsc::UnboundedSender<Command>,
     transmitter: Transmitter,
     local: SocketAddr,
+    /// The `Allow` value of what the router serves, set once when the router is built.
+    allow: Arc<OnceLock<String>>,
 }
 
 impl SipCore {
@@ -83,6 +85,60 @@ impl SipCore {
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
+
+    /// Answers a server transaction and logs the transaction's line.
+    pub fn reply(&self, key: TsxKey, request: &Request, response: Response, source: Peer) {
+        log_transaction(request, &response, source);
+        self.respond(key, response);
+    }
+
+    /// Sends a request in its own client transaction and drains its responses in the
+    /// background (a BYE, a NOTIFY, a MESSAGE whose answer changes nothing here).
+    pub fn send_and_forget(&self, request: Request, dest: Peer) {
+        let method = request.method.clone();
+        let mut rx = self.send_request(request, dest);
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                match ev {
+                    ClientEvent::Response(r) if r.status >= 300 => {
+                        tracing::info!(%method, status = r.status, to = %dest, "request refused by the far end");
+                        return;
+                    }
+                    ClientEvent::Response(r) if r.status >= 200 => return,
+                    ClientEvent::Timeout => {
+                        tracing::info!(%method, to = %dest, "request unanswered (timeout)");
+                        return;
+                    }
+                    ClientEvent::Failed(e) => {
+                        tracing::warn!(%method, to = %dest, error = %e, "request not sent");
+                        return;
+                    }
+                    ClientEvent::Response(_) => {}
+                }
+            }
+        });
+    }
+
+    /// The methods the router serves, as an `Allow` value (RFC 3261 §20.5).
+    pub fn allow(&self) -> &str {
+        self.allow.get().map(String::as_str).unwrap_or("ACK, CANCEL, OPTIONS")
+    }
+
+    /// Sets the `Allow` value; the router does this once, when it is built.
+    pub(crate) fn set_allow(&self, allow: String) {
+        let _ = self.allow.set(allow);
+    }
+}
+
+/// One info line per answered transaction.
+pub fn log_transaction(req: &Request, resp: &Response, source: Peer) {
+    tracing::info!(
+        method = %req.method,
+        status = resp.status,
+        from = %source,
+        call_id = %String::from_utf8_lossy(req.call_id().unwrap_or_default()),
+        "{} {}", req.method, resp.status
+    );
 }
 
 /// The loop's inputs.
@@ -105,6 +161,7 @@ pub fn core(
         commands: tx,
         transmitter: transmitter.clone(),
         local,
+        allow: Arc::new(OnceLock::new()),
     };
     (
         handle,

@@ -1,9 +1,11 @@
 //! The SIP stack (RFC 3261), knowing nothing of IVM: the message layer, the UDP/TCP
-//! transports, client and server transactions, the endpoint (core loop) that hands requests to a
-//! dispatcher, and dialogs.
+//! transports, client and server transactions, the endpoint (core loop), the §8.2 checks, the
+//! router that offers each request to the services registered above, and dialogs.
 
 pub mod dialog;
 pub mod endpoint;
+pub mod inspect;
+pub mod router;
 pub mod sip; // the message layer
 pub mod transaction;
 pub mod transport;

@@ -5,6 +5,7 @@
 //! never delays the recording or another target. `sender_leg` and `target_leg` own the two
 //! kinds of leg; this module owns what they share.
 
+pub mod events;
 pub mod playback;
 pub mod recorder;
 pub mod retrieval_leg;
@@ -24,20 +25,20 @@ use ivm_media::fragment_store::FragmentStore;
 use ivm_media::port_pool::PortPool;
 
 use crate::services::dial_plan::{DialPlan, RetrievalKind};
-use crate::services::notification::mwi::Mwi;
-use crate::services::notification::sms::SmsGateway;
 use crate::services::registrar::auth::DigestAuth;
 use crate::services::registrar::location::LocationService;
 use crate::services::trunk::TrunkTable;
 use crate::stack::dialog::DialogTable;
 use crate::stack::endpoint::SipCore;
-use crate::stack::sip::{Request, Response};
+use crate::stack::router::{Incoming, Service};
+use crate::stack::sip::{Method, Request, Response};
 use crate::stack::transaction::TsxKey;
 use crate::stack::transport::Peer;
 use crate::store::StoreError;
 use crate::store::cdrs::{self, Cdr};
 use crate::store::writer::StoreHandle;
 use crate::store::{mailbox, messages};
+use events::{CallEvent, CallEvents};
 
 /// Codecs we offer and accept, in order of preference.
 pub const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
@@ -75,8 +76,8 @@ pub struct Calls {
     pub fragments: FragmentStore,
     pub ports: PortPool,
     pub settings: CallSettings,
-    pub mwi: Mwi,
-    pub sms: Option<Arc<dyn SmsGateway>>,
+    /// What calls report (deliveries ended, mailboxes changed); notifications listen.
+    pub events: CallEvents,
     /// Messages being recorded now, by id: retrieval and store-and-forward listen live.
     pub live: Mutex<HashMap<i64, StreamHandle>>,
 }
@@ -90,8 +91,7 @@ impl Calls {
 
     /// Answers the INVITE's server transaction and logs the transaction line.
     pub(crate) fn answer(&self, key: &TsxKey, req: &Request, resp: Response, source: Peer) {
-        crate::services::uas_core::log_transaction(req, &resp, source);
-        self.core.respond(key.clone(), resp);
+        self.core.reply(key.clone(), req, resp, source);
     }
 
     /// Sets a delivery's state, logging (not failing) on store trouble.
@@ -153,6 +153,11 @@ impl Calls {
             .cloned()
     }
 
+    /// Reports what happened (see [`CallEvent`]).
+    pub(crate) fn emit(&self, event: CallEvent) {
+        self.events.emit(event);
+    }
+
     pub(crate) fn set_live(&self, message_id: i64, stream: Option<StreamHandle>) {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         match stream {
@@ -164,6 +169,28 @@ impl Calls {
     /// The address SIP is reached at (Via, Contact).
     pub fn sip_addr(&self) -> SocketAddr {
         self.core.local_addr()
+    }
+}
+
+/// The call service: every new INVITE is an IVM call, a retrieval or a mailbox session (the
+/// dial plan decides in the sender leg); BYE, INFO and UPDATE arrive in its dialogs.
+pub struct CallService(pub Arc<Calls>);
+
+impl Service for CallService {
+    fn name(&self) -> &'static str {
+        "calls"
+    }
+
+    fn methods(&self) -> &'static [Method] {
+        &[Method::Invite, Method::Bye, Method::Info, Method::Update]
+    }
+
+    fn claims(&self, request: &Request) -> bool {
+        request.method == Method::Invite
+    }
+
+    fn handle(&self, incoming: Incoming) {
+        self.0.incoming(incoming.key, incoming.request, incoming.source);
     }
 }
 

@@ -19,6 +19,7 @@ use ivm_media::tone;
 use tokio::sync::mpsc;
 
 use super::Calls;
+use super::events::CallEvent;
 use super::playback::{Audio, Player};
 use super::recorder::Recorder;
 use super::target_leg::{self, MessageInfo};
@@ -376,7 +377,11 @@ impl Ivr {
             .run(move |conn| mailbox::mark_heard(conn, message_id, &o))
             .await
         {
-            crate::services::notification::outcome(&self.calls, message_id, owner, true);
+            self.calls.emit(CallEvent::Settled {
+                message_id,
+                target: owner.to_owned(),
+                accepted: true,
+            });
         }
     }
 
@@ -390,7 +395,9 @@ impl Ivr {
         {
             tracing::error!(message_id, error = %e, "mailbox folder not saved");
         }
-        self.calls.mwi.changed(owner);
+        self.calls.emit(CallEvent::MailboxChanged {
+            owner: owner.to_owned(),
+        });
     }
 
     /// Records a reply and sends it to `to` as a new voice message.

@@ -15,6 +15,7 @@ use ivm_media::rtp::OutboundStream;
 use ivm_media::sdp::{self, Direction, SessionVersion};
 use tokio::sync::mpsc;
 
+use super::events::CallEvent;
 use super::playback::{Audio, Player};
 use super::sender_leg::ToSender;
 use super::{CODECS, Calls, TELEPHONE_EVENT_PT};
@@ -396,7 +397,7 @@ pub(crate) fn build_invite(
         .push(HeaderName::CallId, format!("{}@ivm", random_token(12)));
     req.headers.push(HeaderName::CSeq, "1 INVITE");
     req.headers.push(HeaderName::Contact, format!("<sip:ivm@{local}>"));
-    req.headers.push(HeaderName::Allow, crate::services::uas_core::ALLOW);
+    req.headers.push(HeaderName::Allow, calls.core.allow().to_owned());
     req.headers.push(HeaderName::Subject, subject.to_owned());
     if ptt {
         // SPEC §4.7: the headers desk phones honour to answer on the speaker at once.
@@ -505,9 +506,15 @@ impl LegEnd<'_> {
     async fn record(self, state: &'static str, outcome: &str, status: Option<u16>) {
         self.calls.set_delivery(self.info.id, self.label, state, status).await;
         match state {
-            delivery::UNANSWERED => crate::services::notification::missed(self.calls, self.info.id, self.label),
-            delivery::REJECTED => crate::services::notification::outcome(self.calls, self.info.id, self.label, false),
-            delivery::DELIVERED => crate::services::notification::outcome(self.calls, self.info.id, self.label, true),
+            delivery::UNANSWERED => self.calls.emit(CallEvent::Missed {
+                message_id: self.info.id,
+                target: self.label.to_owned(),
+            }),
+            delivery::REJECTED | delivery::DELIVERED => self.calls.emit(CallEvent::Settled {
+                message_id: self.info.id,
+                target: self.label.to_owned(),
+                accepted: state == delivery::DELIVERED,
+            }),
             _ => {}
         }
         self.calls

@@ -76,7 +76,7 @@ pub fn answer(
     let mut ok = req.response(200, None, tag);
     ok.headers
         .push(HeaderName::Contact, format!("<sip:ivm@{}>", calls.sip_addr()));
-    ok.headers.push(HeaderName::Allow, crate::services::uas_core::ALLOW);
+    ok.headers.push(HeaderName::Allow, calls.core.allow().to_owned());
     ok.headers.push(HeaderName::ContentType, "application/sdp");
     ok.body = Bytes::from(sdp::answer(media.endpoint.local_addr(), &media.neg, &session));
     let dialog = Dialog::as_uas(req, tag, source, calls.sip_addr())?;
@@ -143,7 +143,7 @@ pub async fn answer_delayed_offer(
     let mut ok = req.response(200, None, tag);
     ok.headers
         .push(HeaderName::Contact, format!("<sip:ivm@{}>", calls.sip_addr()));
-    ok.headers.push(HeaderName::Allow, crate::services::uas_core::ALLOW);
+    ok.headers.push(HeaderName::Allow, calls.core.allow().to_owned());
     ok.headers.push(HeaderName::ContentType, "application/sdp");
     ok.body = Bytes::from(offer);
     let Some(dialog) = Dialog::as_uas(req, tag, source, calls.sip_addr()) else {
@@ -266,7 +266,7 @@ impl Answered {
     pub fn hang_up(&mut self, calls: &Calls) {
         calls.dialogs.remove(&self.dialog.id);
         let bye = self.dialog.request(Method::Bye);
-        crate::services::notification::mwi::send_and_forget(&calls.core, bye, self.dialog.peer);
+        calls.core.send_and_forget(bye, self.dialog.peer);
     }
 }
 

@@ -9,10 +9,36 @@ use bytes::Bytes;
 use ivm_media::endpoint::RtpEndpoint;
 use ivm_media::sdp::SessionVersion;
 
+use super::notifier::{Channel, Job, Notice};
 use crate::services::calls::Calls;
 use crate::services::calls::target_leg::{self, Caller, Destination, Ringing};
 use crate::stack::dialog::Dialog;
 use crate::stack::sip::Method;
+
+/// Announces a missed message by the caller-ID call, when the target's profile chose it (a
+/// number that is no subscriber always gets it).
+pub struct CallerIdChannel;
+
+impl Channel for CallerIdChannel {
+    fn name(&self) -> &'static str {
+        "callerid"
+    }
+
+    fn wants(&self, notice: &Notice) -> bool {
+        match notice {
+            Notice::Missed { profile, .. } => profile.as_ref().is_none_or(|p| p.notify_callerid),
+            _ => false,
+        }
+    }
+
+    fn notify<'a>(&'a self, calls: &'a Arc<Calls>, notice: &'a Notice) -> Job<'a> {
+        Box::pin(async move {
+            if let Notice::Missed { message_id, target, .. } = notice {
+                call(calls.clone(), *message_id, target.clone()).await;
+            }
+        })
+    }
+}
 
 /// Places the caller-ID call for a missed message.
 pub async fn call(calls: Arc<Calls>, message_id: i64, target: String) {
@@ -54,7 +80,7 @@ pub async fn call(calls: Arc<Calls>, message_id: i64, target: String) {
             // Answered: this call only carries the number; hang up.
             if let Some(mut dialog) = Dialog::as_uac(&invite, &ok, peer, calls.sip_addr()) {
                 calls.core.send_raw(peer, Bytes::from(dialog.ack(1).to_bytes())).await;
-                crate::services::notification::mwi::send_and_forget(&calls.core, dialog.request(Method::Bye), peer);
+                calls.core.send_and_forget(dialog.request(Method::Bye), peer);
             }
         }
         Ringing::GaveUp => target_leg::hang_up_late_answer(calls.clone(), invite, peer, responses),

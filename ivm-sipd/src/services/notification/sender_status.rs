@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::notifier::{Channel, Job, Notice};
+use super::sms_gateway::{self, SmsGateway};
 use crate::services::calls::Calls;
 use crate::stack::dialog::{new_tag, via_value};
 use crate::stack::sip::message::random_token;
@@ -13,8 +15,43 @@ use crate::stack::sip::{HeaderName, Method, Request, Uri};
 use crate::stack::transaction::new_branch;
 use crate::stack::transport::Peer;
 
+/// Tells the sender what became of each delivery of its message.
+pub struct SenderStatusChannel {
+    /// For senders reached by SMS.
+    pub gateway: Option<Arc<dyn SmsGateway>>,
+}
+
+impl Channel for SenderStatusChannel {
+    fn name(&self) -> &'static str {
+        "sender-status"
+    }
+
+    fn wants(&self, notice: &Notice) -> bool {
+        matches!(notice, Notice::Settled { .. })
+    }
+
+    fn notify<'a>(&'a self, calls: &'a Arc<Calls>, notice: &'a Notice) -> Job<'a> {
+        Box::pin(async move {
+            if let Notice::Settled {
+                message_id,
+                target,
+                accepted,
+            } = notice
+            {
+                report(calls, self.gateway.as_ref(), *message_id, target, *accepted).await;
+            }
+        })
+    }
+}
+
 /// Tells the sender of `message_id` what became of its delivery to `target`.
-pub async fn report(calls: &Arc<Calls>, message_id: i64, target: &str, accepted: bool) {
+async fn report(
+    calls: &Arc<Calls>,
+    gateway: Option<&Arc<dyn SmsGateway>>,
+    message_id: i64,
+    target: &str,
+    accepted: bool,
+) {
     let Some(m) = calls.message(message_id).await else {
         return;
     };
@@ -47,14 +84,14 @@ pub async fn report(calls: &Arc<Calls>, message_id: i64, target: &str, accepted:
         req.headers.push(HeaderName::ContentType, "text/plain;charset=utf-8");
         req.body = Bytes::from(text.clone());
         tracing::info!(message_id, sender = %m.sender, target, accepted, "status to sender by MESSAGE");
-        crate::services::notification::mwi::send_and_forget(&calls.core, req, peer);
+        calls.core.send_and_forget(req, peer);
         return;
     }
     let profile = calls.profile(&m.sender).await;
     if let Some(msisdn) = profile.and_then(|p| p.msisdn) {
         tracing::info!(message_id, sender = %m.sender, target, accepted, "status to sender by SMS");
-        super::sms::send(
-            calls,
+        sms_gateway::send(
+            gateway,
             &format!("status:{message_id}:{target}:{accepted}"),
             &msisdn,
             &text,

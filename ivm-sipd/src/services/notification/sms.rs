@@ -1,116 +1,56 @@
-//! The SMS channel: the texts IVM sends (a missed message with its retrieval number, a status
-//! to the sender) and their hand-over to the SMSC client's persistent outbox, keyed so that a
-//! notification is queued once however often it is asked for.
+//! The SMS channel: a missed message announced by text to the target's MSISDN (or, for a
+//! number behind a trunk, to that number), with its length and retrieval number.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
+use super::notifier::{Channel, Job, Notice, is_phone_number};
+use super::sms_gateway::{self, SmsGateway};
 use crate::services::calls::Calls;
-use crate::store::mailbox;
 
-/// Queues one SMS durably (the SMSC client's outbox); a second request with the same dedupe key
-/// is a no-op.
-pub trait SmsGateway: Send + Sync + 'static {
-    fn queue(
-        &self,
-        dedupe_key: String,
-        to: String,
-        text: String,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+/// Sends the missed-message SMS through the SMSC client.
+pub struct SmsChannel {
+    pub gateway: Option<Arc<dyn SmsGateway>>,
 }
 
-impl SmsGateway for ivm_smsc::SmsClient {
-    fn queue(
-        &self,
-        dedupe_key: String,
-        to: String,
-        text: String,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
-        Box::pin(async move {
-            let reference = Some(dedupe_key.clone());
-            self.enqueue(ivm_smsc::SmsRequest {
-                dedupe_key,
-                to,
-                text,
-                reference,
-            })
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-        })
+impl SmsChannel {
+    /// Where the text goes: the subscriber's MSISDN when it wants SMS, or the target itself
+    /// when it is a phone number and no subscriber.
+    fn recipient(notice: &Notice) -> Option<&str> {
+        match notice {
+            Notice::Missed { profile: Some(p), .. } => p.msisdn.as_deref().filter(|_| p.notify_sms),
+            Notice::Missed {
+                target, profile: None, ..
+            } => Some(target.as_str()).filter(|t| is_phone_number(t)),
+            _ => None,
+        }
     }
 }
 
-/// Starts SMS as `[smsc]` says: the built-in SMSC (kept running for the process) and the
-/// client with its outbox in the data directory's database; receipts of missed-message SMS are
-/// written to their delivery.
-pub async fn start(
-    cfg: &crate::app::config::SmsConfig,
-    db: std::path::PathBuf,
-    store: crate::store::writer::StoreHandle,
-) -> anyhow::Result<Option<ivm_smsc::SmsClient>> {
-    use crate::app::config::SmsMode;
-    use anyhow::Context;
-    let address = match cfg.mode {
-        SmsMode::Off => return Ok(None),
-        SmsMode::External => cfg.address.clone(),
-        SmsMode::Builtin => {
-            let listener = tokio::net::TcpListener::bind(cfg.listen)
-                .await
-                .with_context(|| format!("cannot start the built-in SMSC on {} (smsc.listen)", cfg.listen))?;
-            // The SMSC keeps serving when its handle is dropped: it runs as long as the process.
-            ivm_smsc::server::serve(listener, ivm_smsc::server::ServerConfig::default()).await?;
-            tracing::info!(listen = %cfg.listen, "built-in SMSC listening");
-            cfg.listen.to_string()
-        }
-    };
-    let client_cfg = ivm_smsc::SmscConfig {
-        address,
-        system_id: cfg.system_id.clone(),
-        password: cfg.password.clone(),
-        source_addr: cfg.source_addr.clone(),
-        window: cfg.window,
-        rate_per_sec: cfg.rate_per_sec,
-        ..ivm_smsc::SmscConfig::default()
-    };
-    let client = ivm_smsc::SmsClient::start(client_cfg, db)
-        .await
-        .context("starting the SMPP client")?;
-    let mut events = client.subscribe();
-    tokio::spawn(async move {
-        loop {
-            let ev = match events.recv().await {
-                Ok(ev) => ev,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "SMS events lagged");
-                    continue;
-                }
-                Err(_) => return,
-            };
-            let state = match &ev.status {
-                ivm_smsc::SmsStatus::Submitted { .. } => "submitted",
-                ivm_smsc::SmsStatus::Delivered => "delivered",
-                ivm_smsc::SmsStatus::Failed(_) => "failed",
-                ivm_smsc::SmsStatus::Queued => continue,
-            };
-            tracing::info!(key = %ev.dedupe_key, state, "SMS status");
-            if let Some((message_id, target)) = parse_missed_key(&ev.dedupe_key) {
-                let target = target.to_owned();
-                let _ = store
-                    .run(move |conn| mailbox::set_sms_state(conn, message_id, &target, state))
-                    .await;
-            }
-        }
-    });
-    Ok(Some(client))
-}
+impl Channel for SmsChannel {
+    fn name(&self) -> &'static str {
+        "sms"
+    }
 
-/// `missed:<message id>:<target>` → its parts.
-fn parse_missed_key(key: &str) -> Option<(i64, &str)> {
-    let rest = key.strip_prefix("missed:")?;
-    let (id, target) = rest.split_once(':')?;
-    Some((id.parse().ok()?, target))
+    fn wants(&self, notice: &Notice) -> bool {
+        SmsChannel::recipient(notice).is_some()
+    }
+
+    fn notify<'a>(&'a self, calls: &'a Arc<Calls>, notice: &'a Notice) -> Job<'a> {
+        Box::pin(async move {
+            let (Some(to), Notice::Missed { message_id, target, .. }) = (SmsChannel::recipient(notice), notice) else {
+                return;
+            };
+            let Some(m) = calls.message(*message_id).await else {
+                return;
+            };
+            let Some(number) = calls.retrieval_number(*message_id) else {
+                return;
+            };
+            let text = missed_text(&m.sender, m.duration_ms, &number);
+            let key = sms_gateway::missed_key(*message_id, target);
+            sms_gateway::send(self.gateway.as_ref(), &key, to, &text).await;
+        })
+    }
 }
 
 /// The text announcing a missed message.
@@ -119,44 +59,49 @@ pub fn missed_text(sender: &str, duration_ms: i64, retrieval_number: &str) -> St
     format!("Voice message from {sender} ({secs} s). Call {retrieval_number} to listen.")
 }
 
-/// Announces a missed message to `to` (an MSISDN).
-pub async fn missed(calls: &Arc<Calls>, message_id: i64, target: &str, to: &str) {
-    let Some(m) = calls.message(message_id).await else {
-        return;
-    };
-    let Some(number) = calls.retrieval_number(message_id) else {
-        return;
-    };
-    let text = missed_text(&m.sender, m.duration_ms, &number);
-    send(calls, &format!("missed:{message_id}:{target}"), to, &text).await;
-}
-
-/// Queues a text; logs when no SMSC is configured or the outbox refuses it.
-pub async fn send(calls: &Arc<Calls>, dedupe_key: &str, to: &str, text: &str) {
-    let Some(gateway) = &calls.sms else {
-        tracing::warn!(to, "SMS not sent: no SMSC configured");
-        return;
-    };
-    match gateway
-        .queue(dedupe_key.to_owned(), to.to_owned(), text.to_owned())
-        .await
-    {
-        Ok(()) => tracing::info!(to, key = dedupe_key, "SMS queued"),
-        Err(e) => tracing::error!(to, key = dedupe_key, error = %e, "SMS not queued"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::mailbox::Profile;
+
+    fn profile(msisdn: Option<&str>, notify_sms: bool) -> Profile {
+        Profile {
+            number: "1001".into(),
+            msisdn: msisdn.map(str::to_owned),
+            pin_hash: None,
+            notify_sms,
+            notify_callerid: false,
+            notify_mwi: false,
+            forward_by_call: false,
+            unsolicited_mwi: false,
+        }
+    }
+
+    fn missed(target: &str, profile: Option<Profile>) -> Notice {
+        Notice::Missed {
+            message_id: 1,
+            target: target.into(),
+            profile,
+        }
+    }
 
     #[test]
-    fn missed_keys() {
+    fn goes_to_the_msisdn_a_subscriber_chose_or_to_a_trunk_number() {
+        let chosen = missed("1001", Some(profile(Some("+4915112345678"), true)));
+        assert_eq!(SmsChannel::recipient(&chosen), Some("+4915112345678"));
         assert_eq!(
-            parse_missed_key("missed:12:+4915112345678"),
-            Some((12, "+4915112345678"))
+            SmsChannel::recipient(&missed("1001", Some(profile(Some("+49151"), false)))),
+            None
         );
-        assert_eq!(parse_missed_key("status:1:2:true"), None);
+        assert_eq!(SmsChannel::recipient(&missed("1001", Some(profile(None, true)))), None);
+        assert_eq!(SmsChannel::recipient(&missed("+4930123456", None)), Some("+4930123456"));
+        assert_eq!(SmsChannel::recipient(&missed("sales", None)), None);
+        let heard = Notice::Settled {
+            message_id: 1,
+            target: "1001".into(),
+            accepted: true,
+        };
+        assert_eq!(SmsChannel::recipient(&heard), None);
     }
 
     #[test]

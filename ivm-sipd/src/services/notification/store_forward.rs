@@ -7,13 +7,35 @@ use std::sync::Arc;
 use ivm_media::codec::Codec;
 use tokio::sync::mpsc;
 
+use super::notifier::{Channel, Job, Notice};
 use crate::services::calls::Calls;
 use crate::services::calls::playback::Audio;
 use crate::services::calls::target_leg::{self, Destination, MessageInfo};
 use crate::store::mailbox;
 
+/// Plays a target's pending messages to it when it registers again, if its rule says so.
+pub struct StoreForwardChannel;
+
+impl Channel for StoreForwardChannel {
+    fn name(&self) -> &'static str {
+        "store-and-forward"
+    }
+
+    fn wants(&self, notice: &Notice) -> bool {
+        matches!(notice, Notice::Registered { .. })
+    }
+
+    fn notify<'a>(&'a self, calls: &'a Arc<Calls>, notice: &'a Notice) -> Job<'a> {
+        Box::pin(async move {
+            if let Notice::Registered { aor } = notice {
+                deliver(calls.clone(), aor.clone()).await;
+            }
+        })
+    }
+}
+
 /// Delivers `aor`'s pending messages by its rule.
-pub async fn deliver(calls: Arc<Calls>, aor: String) {
+async fn deliver(calls: Arc<Calls>, aor: String) {
     let Some(profile) = calls.profile(&aor).await else {
         return;
     };

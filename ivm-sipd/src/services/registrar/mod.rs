@@ -10,14 +10,40 @@ pub mod location;
 use std::sync::Arc;
 
 use crate::app::config::RegistrarConfig;
+use crate::stack::endpoint::SipCore;
+use crate::stack::router::{Incoming, Service};
 use crate::stack::sip::message::random_token;
-use crate::stack::sip::{Contact, HeaderName, Request, Response, SipHeaders, Uri};
+use crate::stack::sip::{Contact, HeaderName, Method, Request, Response, SipHeaders, Uri};
 use crate::stack::transport::Peer;
 use crate::store::registrations::{self, BindingChange};
 use crate::store::writer::StoreHandle;
 use crate::store::{StoreError, unix_now};
 use auth::{AuthOutcome, DigestAuth};
 use location::{ContactUpdate, LocationService, RegisterOp};
+
+/// The registrar on the router: it claims every REGISTER.
+pub struct RegistrarService {
+    pub registrar: Arc<Registrar>,
+    pub core: SipCore,
+}
+
+impl Service for RegistrarService {
+    fn name(&self) -> &'static str {
+        "registrar"
+    }
+
+    fn methods(&self) -> &'static [Method] {
+        &[Method::Register]
+    }
+
+    fn handle(&self, incoming: Incoming) {
+        let (registrar, core) = (self.registrar.clone(), self.core.clone());
+        tokio::spawn(async move {
+            let resp = registrar.handle(&incoming.request, incoming.source).await;
+            incoming.reply(&core, resp);
+        });
+    }
+}
 
 /// The registrar service.
 pub struct Registrar {
