@@ -1,7 +1,8 @@
 //! Trunks: the SIP peers (PSTN gateways, PBXs, other IVM servers) that external numbers are
-//! routed to and whose requests are trusted by source address. It owns the trunk definition
-//! ([`TrunkSpec`], as written in `[[trunk]]` config tables and by `ivm-sipd trunk add`), its
-//! validation, and the runtime [`TrunkTable`]: config trunks merged with the stored ones,
+//! routed to and whose requests are trusted by source address. The trunk definition
+//! ([`TrunkSpec`], as written in `[[trunk]]` config tables and by `ivm-sipd trunk add`) and its
+//! validation live with the store that keeps it ([`crate::store::trunk_spec`]); this module
+//! owns the resolved [`Trunk`] and the runtime [`TrunkTable`]: config trunks merged with the stored ones,
 //! re-read while the server runs when `ivm-sipd trunk add|remove` changes the store.
 //!
 //! **Config wins on a name clash**: a stored trunk with the name of a `[[trunk]]` table in the
@@ -16,114 +17,20 @@ use std::time::Duration;
 use ipnet::IpNet;
 use regex::Regex;
 use rusqlite::Connection;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::stack::transport::TransportKind;
+pub use crate::store::trunk_spec::{TrunkError, TrunkSpec, TrunkTransport, parse_network};
 use crate::store::{self, StoreError};
 
 /// How often the table checks the store for changes made by the admin commands.
 pub const RELOAD_CHECK: Duration = Duration::from_secs(1);
-
-/// The transport of a trunk, as written in config files and on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum TrunkTransport {
-    #[default]
-    #[serde(alias = "UDP")]
-    Udp,
-    #[serde(alias = "TCP")]
-    Tcp,
-}
-
-impl TrunkTransport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TrunkTransport::Udp => "udp",
-            TrunkTransport::Tcp => "tcp",
-        }
-    }
-
-    /// Parses the stored form (`udp`, `tcp`, any case).
-    pub fn parse(s: &str) -> Option<TrunkTransport> {
-        match s.to_ascii_lowercase().as_str() {
-            "udp" => Some(TrunkTransport::Udp),
-            "tcp" => Some(TrunkTransport::Tcp),
-            _ => None,
-        }
-    }
-}
 
 impl From<TrunkTransport> for TransportKind {
     fn from(t: TrunkTransport) -> TransportKind {
         match t {
             TrunkTransport::Udp => TransportKind::Udp,
             TrunkTransport::Tcp => TransportKind::Tcp,
-        }
-    }
-}
-
-/// A trunk as configured: a `[[trunk]]` table or a stored row. Unvalidated until
-/// [`TrunkSpec::validate`] or [`TrunkSpec::compile`].
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrunkSpec {
-    /// Letters, digits and `. _ -`.
-    pub name: String,
-    /// `IP:PORT`, `[IPv6]:PORT` or `host:port` (resolved when the table is built).
-    pub address: String,
-    #[serde(default)]
-    pub transport: TrunkTransport,
-    /// Regular expressions over the dialed number (as the dial plan gives it, e.g.
-    /// `+4930123456`); each must match the whole number.
-    #[serde(default)]
-    pub routes: Vec<String>,
-    /// Source networks (CIDR, or a bare IP address) whose requests are accepted as this trunk.
-    #[serde(default)]
-    pub trusted: Vec<String>,
-}
-
-/// A trunk definition that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum TrunkError {
-    #[error("trunk name {0:?}: use 1 to 64 letters, digits and . _ -")]
-    Name(String),
-    #[error("trunk {trunk}: address {address:?} must be IP:PORT, [IPv6]:PORT or host:port")]
-    Address { trunk: String, address: String },
-    #[error("trunk {trunk}: cannot resolve address {address}: {error}")]
-    Resolve {
-        trunk: String,
-        address: String,
-        error: String,
-    },
-    #[error("trunk {trunk}: route {regex:?} is not a valid regular expression: {error}")]
-    Route {
-        trunk: String,
-        regex: String,
-        error: String,
-    },
-    #[error("trunk {trunk}: trusted {cidr:?} is not a network (192.0.2.0/24, 2001:db8::/32) or an IP address")]
-    Trusted { trunk: String, cidr: String },
-    #[error("trunk {0} is defined twice")]
-    Duplicate(String),
-    #[error(transparent)]
-    Store(Box<StoreError>),
-}
-
-impl From<StoreError> for TrunkError {
-    fn from(e: StoreError) -> TrunkError {
-        TrunkError::Store(Box::new(e))
-    }
-}
-
-impl TrunkError {
-    /// The key of a `[[trunk]]` table the error is about.
-    pub fn key(&self) -> &'static str {
-        match self {
-            TrunkError::Name(_) | TrunkError::Duplicate(_) => "name",
-            TrunkError::Address { .. } | TrunkError::Resolve { .. } => "address",
-            TrunkError::Route { .. } => "routes",
-            TrunkError::Trusted { .. } => "trusted",
-            TrunkError::Store(_) => "",
         }
     }
 }
@@ -163,86 +70,7 @@ impl Trunk {
     }
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// A DNS host name (or IPv4 literal): dot-separated labels of letters, digits and `-`.
-fn valid_host(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}
-
-/// Splits `host:port` (or `[v6]:port`); `None` when it is neither.
-fn split_host_port(address: &str) -> Option<(&str, u16)> {
-    if let Ok(sa) = address.parse::<SocketAddr>() {
-        return (sa.port() != 0).then_some((address.rsplit_once(':')?.0, sa.port()));
-    }
-    let (host, port) = address.rsplit_once(':')?;
-    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
-    valid_host(host).then_some((host, port))
-}
-
-/// Parses a network: `a.b.c.d/len`, `v6/len`, or a bare address (a /32 or /128).
-pub fn parse_network(s: &str) -> Option<IpNet> {
-    let s = s.trim();
-    if let Ok(net) = s.parse::<IpNet>() {
-        return Some(net.trunc());
-    }
-    s.parse::<IpAddr>().ok().map(IpNet::from)
-}
-
 impl TrunkSpec {
-    /// Checks the syntax of every field (no DNS lookup).
-    pub fn validate(&self) -> Result<(), TrunkError> {
-        self.parts().map(|_| ())
-    }
-
-    fn parts(&self) -> Result<(Vec<Regex>, Vec<IpNet>), TrunkError> {
-        if !valid_name(&self.name) {
-            return Err(TrunkError::Name(self.name.clone()));
-        }
-        if split_host_port(&self.address).is_none() {
-            return Err(TrunkError::Address {
-                trunk: self.name.clone(),
-                address: self.address.clone(),
-            });
-        }
-        let routes = self
-            .routes
-            .iter()
-            .map(|r| {
-                Regex::new(&format!("^(?:{r})$")).map_err(|e| TrunkError::Route {
-                    trunk: self.name.clone(),
-                    regex: r.clone(),
-                    error: e.to_string(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let trusted = self
-            .trusted
-            .iter()
-            .map(|c| {
-                parse_network(c).ok_or_else(|| TrunkError::Trusted {
-                    trunk: self.name.clone(),
-                    cidr: c.clone(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((routes, trusted))
-    }
-
     /// Validates and resolves the address (a blocking DNS lookup for host names).
     pub fn compile(&self, origin: TrunkOrigin) -> Result<Trunk, TrunkError> {
         let (routes, trusted) = self.parts()?;

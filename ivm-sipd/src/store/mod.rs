@@ -3,11 +3,14 @@
 //! busy timeout let `ivm-sipd subscriber …` write while the server runs; the server reads
 //! subscribers on every authentication, so a change is seen at once.
 
+mod error;
+
 pub mod cdrs;
 pub mod mailbox;
 pub mod messages;
 pub mod registrations;
 pub mod subscribers;
+pub mod trunk_spec;
 pub mod trunks;
 pub mod writer;
 
@@ -15,36 +18,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
-/// Store failures.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot create data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
-    #[error("database {path}: {source}")]
-    Open { path: PathBuf, source: rusqlite::Error },
-    #[error(transparent)]
-    Sql(#[from] rusqlite::Error),
-    #[error("subscriber {0} already exists")]
-    SubscriberExists(String),
-    #[error("invalid {field} {value:?}: {why}")]
-    Invalid {
-        field: &'static str,
-        value: String,
-        why: &'static str,
-    },
-    #[error("{path}, line {line}: {why}")]
-    Csv { path: PathBuf, line: u64, why: String },
-    #[error("export failed: {0}")]
-    Export(String),
-    #[error("the store transaction did not commit")]
-    CommitFailed,
-    #[error("the store writer has stopped")]
-    WriterGone,
-    #[error("trunk {0} already exists")]
-    TrunkExists(String),
-    #[error(transparent)]
-    Trunk(#[from] crate::services::trunk::TrunkError),
-}
+pub use error::StoreError;
 
 /// The database file inside a data directory.
 pub fn db_path(data_dir: &Path) -> PathBuf {

@@ -1,11 +1,11 @@
 //! Stored trunks: the `trunks` table that `ivm-sipd trunk add|list|remove` edits while the
-//! server runs (the runtime table, [`crate::services::trunk::TrunkTable`], re-reads it). Rows are
+//! server runs (the runtime table, `TrunkTable` of `services::trunk`, re-reads it). Rows are
 //! validated before they are written; routes and trusted networks are JSON arrays.
 
 use rusqlite::{Connection, params};
 
+use super::trunk_spec::{TrunkSpec, TrunkTransport};
 use super::{StoreError, unix_now};
-use crate::services::trunk::{TrunkSpec, TrunkTransport};
 
 /// Adds a trunk after checking its syntax (the address is resolved only when the table is built).
 pub fn add(conn: &Connection, spec: &TrunkSpec) -> Result<(), StoreError> {
@@ -78,7 +78,7 @@ pub fn remove(conn: &Connection, name: &str) -> Result<bool, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::services::trunk::TrunkError;
+    use crate::store::trunk_spec::TrunkError;
 
     #[test]
     fn add_list_remove() -> Result<(), StoreError> {

@@ -13,7 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use super::{Inbound, Peer, TransportKind, stamp_received};
+use super::inbound::{Inbound, stamp_received};
+use super::peer::{Peer, TransportKind};
 use crate::stack::sip::framing::{Framed, StreamFramer};
 use crate::stack::sip::{Framing, Message, parse_message};
 

@@ -9,7 +9,8 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::{Inbound, Peer, TransportKind, stamp_received, stateless_error};
+use super::inbound::{Inbound, stamp_received, stateless_error};
+use super::peer::{Peer, TransportKind};
 use crate::stack::sip::{Framing, Message, parse_message};
 
 /// Binds the UDP socket with large kernel buffers (a burst of REGISTERs must not be dropped).
