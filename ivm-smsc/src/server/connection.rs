@@ -26,8 +26,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::codec::{self, Frame};
-use super::router::BindKind;
-use super::{ReceivedMessage, ServerState};
+use super::router::{BindKind, Out};
+use super::state::{self, ReceivedMessage, ServerState};
 use crate::encoding;
 use crate::receipt;
 
@@ -37,19 +37,6 @@ const MAX_PDU: usize = 64 * 1024;
 const DELIVER_WINDOW: usize = 1000;
 /// Flush the write buffer once it holds this much.
 const WRITE_BATCH: usize = 64 * 1024;
-
-/// What the writer is asked to send.
-#[derive(Debug)]
-pub(crate) enum Out {
-    /// A response or other PDU, now.
-    Now(Command),
-    /// A `submit_sm_resp`, at `at` (or now); counts down the outstanding submits when written.
-    SubmitResp(Option<Instant>, Command),
-    /// A `deliver_sm`; the writer numbers it and waits for its `deliver_sm_resp`.
-    Deliver(DeliverSm),
-    /// The `deliver_sm_resp` for this sequence number came.
-    Acked(u32),
-}
 
 struct Bound {
     system_id: String,
@@ -136,7 +123,7 @@ impl Reader {
                         return;
                     }
                 },
-                () = super::stopped(&mut shutdown) => return,
+                () = state::stopped(&mut shutdown) => return,
             }
         }
     }
@@ -435,7 +422,7 @@ async fn write_loop(
         let next_due = delayed.front().map(|(t, _)| *t);
         tokio::select! {
             biased;
-            () = super::stopped(&mut shutdown) => return leftovers(unacked, waiting),
+            () = state::stopped(&mut shutdown) => return leftovers(unacked, waiting),
             msg = rx.recv() => {
                 let mut msg = msg;
                 loop {

@@ -13,16 +13,19 @@
 //! malformed PDU gets `generic_nack`. Every message is logged at info with its decoded text and
 //! the last [`ServerConfig::keep_messages`] are kept for [`ServerHandle::messages`].
 //!
-//! Modules: `codec` frames PDUs, `connection` runs one ESME connection, `router` knows the
-//! bound sessions and where receipts go.
+//! Modules: `codec` frames PDUs, `config` holds the settings, `state` what every connection
+//! shares, `connection` runs one ESME connection, `router` knows the bound sessions and where
+//! receipts go.
 
 pub(crate) mod codec;
+mod config;
 mod connection;
 mod router;
+mod state;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,180 +33,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::encoding::Concat;
 use crate::error::ServerError;
 use router::Router;
+use state::{Counters, ServerState, stopped};
 
-/// How the SMSC writes the message ids it gives out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdFormat {
-    /// Decimal digits.
-    Decimal,
-    /// Upper-case hex digits.
-    Hex,
-}
-
-/// How the id is written inside a receipt (carriers differ; the client must cope with each).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReceiptIdFormat {
-    /// The same string `submit_sm_resp` gave.
-    AsSubmitted,
-    /// The id's value in decimal (a hex id becomes its decimal value).
-    Decimal,
-    /// The same string left-padded with zeros to this width.
-    ZeroPadded(usize),
-}
-
-/// Settings of the built-in SMSC.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Accept only this `system_id` (`None`: any).
-    pub system_id: Option<String>,
-    /// Accept only this password (`None`: any).
-    pub password: Option<String>,
-    /// `system_id` the SMSC names itself in bind responses.
-    pub smsc_system_id: String,
-    /// Delay between `submit_sm_resp` and the delivery receipt.
-    pub receipt_delay: Duration,
-    /// Delay before answering each `submit_sm` (tests use it to see the client's window).
-    pub submit_resp_delay: Duration,
-    /// Format of message ids.
-    pub message_id_format: IdFormat,
-    /// Format of ids inside receipts.
-    pub receipt_id_format: ReceiptIdFormat,
-    /// Destinations starting with this get an `UNDELIV` receipt instead of `DELIVRD`.
-    pub undeliverable_prefix: Option<String>,
-    /// Messages kept for [`ServerHandle::messages`].
-    pub keep_messages: usize,
-    /// Log each message at info.
-    pub log_messages: bool,
-    /// Receipts held for `system_id`s with no receiver bound, in total.
-    pub max_pending_receipts: usize,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            system_id: None,
-            password: None,
-            smsc_system_id: "IVM-SMSC".into(),
-            receipt_delay: Duration::from_millis(100),
-            submit_resp_delay: Duration::ZERO,
-            message_id_format: IdFormat::Decimal,
-            receipt_id_format: ReceiptIdFormat::AsSubmitted,
-            undeliverable_prefix: None,
-            keep_messages: 10_000,
-            log_messages: true,
-            max_pending_receipts: 100_000,
-        }
-    }
-}
-
-/// One `submit_sm` the SMSC accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReceivedMessage {
-    /// The id it was given.
-    pub message_id: String,
-    /// `system_id` of the session that sent it.
-    pub system_id: String,
-    /// `source_addr`.
-    pub source: String,
-    /// `source_addr_ton`.
-    pub source_ton: u8,
-    /// `destination_addr`.
-    pub destination: String,
-    /// `dest_addr_ton`.
-    pub destination_ton: u8,
-    /// Decoded text of this PDU (one part of a long message).
-    pub text: String,
-    /// `data_coding`.
-    pub data_coding: u8,
-    /// `esm_class`.
-    pub esm_class: u8,
-    /// `registered_delivery`.
-    pub registered_delivery: u8,
-    /// Concatenation info from the UDH.
-    pub concat: Option<Concat>,
-}
-
-/// Counters of the SMSC since it started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ServerStats {
-    /// Successful binds.
-    pub binds: u64,
-    /// Accepted `submit_sm`.
-    pub submits: u64,
-    /// `deliver_sm` written (receipts and routed messages).
-    pub delivers_sent: u64,
-    /// `deliver_sm_resp` received.
-    pub delivers_acked: u64,
-    /// `generic_nack` sent.
-    pub generic_nacks: u64,
-    /// Most `submit_sm` one session had unanswered at once (with `submit_resp_delay`, this shows
-    /// the client's window).
-    pub max_outstanding_submits: usize,
-    /// Connections open now.
-    pub connections: usize,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    binds: AtomicU64,
-    submits: AtomicU64,
-    delivers_sent: AtomicU64,
-    delivers_acked: AtomicU64,
-    generic_nacks: AtomicU64,
-    max_outstanding: AtomicUsize,
-    connections: AtomicUsize,
-}
-
-/// State shared by the accept loop and every connection.
-#[derive(Debug)]
-struct ServerState {
-    cfg: ServerConfig,
-    router: Arc<Router>,
-    counters: Counters,
-    next_id: AtomicU64,
-    next_session: AtomicU64,
-    log: Mutex<VecDeque<ReceivedMessage>>,
-    logged: Notify,
-}
-
-impl ServerState {
-    fn next_message_id(&self) -> String {
-        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        match self.cfg.message_id_format {
-            IdFormat::Decimal => n.to_string(),
-            IdFormat::Hex => format!("{n:X}"),
-        }
-    }
-
-    fn receipt_id(&self, id: &str) -> String {
-        match self.cfg.receipt_id_format {
-            ReceiptIdFormat::AsSubmitted => id.to_string(),
-            ReceiptIdFormat::Decimal => match self.cfg.message_id_format {
-                IdFormat::Hex => u64::from_str_radix(id, 16)
-                    .map(|v| v.to_string())
-                    .unwrap_or_else(|_| id.to_string()),
-                IdFormat::Decimal => id.to_string(),
-            },
-            ReceiptIdFormat::ZeroPadded(w) => format!("{id:0>w$}"),
-        }
-    }
-
-    fn remember(&self, m: ReceivedMessage) {
-        if self.cfg.keep_messages == 0 {
-            return;
-        }
-        if let Ok(mut log) = self.log.lock() {
-            if log.len() >= self.cfg.keep_messages {
-                log.pop_front();
-            }
-            log.push_back(m);
-        }
-        self.logged.notify_waiters();
-    }
-}
+pub use config::{IdFormat, ReceiptIdFormat, ServerConfig};
+pub use state::{ReceivedMessage, ServerStats};
 
 /// A running built-in SMSC. Dropping the handle leaves it running (for the life of the process);
 /// [`ServerHandle::shutdown`] stops it.
@@ -245,14 +80,6 @@ pub async fn serve(listener: TcpListener, cfg: ServerConfig) -> Result<ServerHan
         accept,
         scheduler,
     })
-}
-
-/// Resolves when [`ServerHandle::shutdown`] is called; never when the handle is only dropped
-/// (a dropped handle leaves the SMSC running for the life of the process).
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    if rx.wait_for(|stop| *stop).await.is_err() {
-        std::future::pending::<()>().await;
-    }
 }
 
 async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut shutdown: watch::Receiver<bool>) {

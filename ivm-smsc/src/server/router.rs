@@ -6,12 +6,24 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use rusmpp::Command;
 use rusmpp::pdus::DeliverSm;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::connection::Out;
+/// What the writer is asked to send.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// A response or other PDU, now.
+    Now(Command),
+    /// A `submit_sm_resp`, at `at` (or now); counts down the outstanding submits when written.
+    SubmitResp(Option<Instant>, Command),
+    /// A `deliver_sm`; the writer numbers it and waits for its `deliver_sm_resp`.
+    Deliver(DeliverSm),
+    /// The `deliver_sm_resp` for this sequence number came.
+    Acked(u32),
+}
 
 /// How a session is bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -412,7 +412,7 @@ impl Ivr {
         {
             return;
         }
-        let Some(dest) = super::sender_leg::resolve_target(&self.calls, &Target::Number(to.to_owned())).await else {
+        let Some(dest) = target_leg::resolve(&self.calls, &Target::Number(to.to_owned())).await else {
             tracing::info!(to, "reply: the sender cannot be reached");
             return;
         };

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use super::Calls;
 use super::playback::Audio;
 use super::recorder::Recorder;
-use super::target_leg::{self, Destination, MessageInfo};
+use super::target_leg::{self, MessageInfo};
 use super::uas_leg::{self, InDialog};
 use crate::services::dial_plan::{Service, Target};
 use crate::services::registrar::auth::AuthOutcome;
@@ -26,13 +26,9 @@ use crate::stack::transaction::TsxKey;
 use crate::stack::transport::Peer;
 use crate::store::cdrs::Cdr;
 use crate::store::messages::{self, NewMessage, unix_now_ms};
-use crate::store::subscribers;
 
 /// RTP silence after which the sender is considered gone.
 const RTP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Audio the sender should hear (from a target that joined with DTMF 1), in the message codec.
-pub type ToSender = mpsc::Sender<Bytes>;
 
 /// Runs the sender's leg from INVITE to hang-up.
 pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
@@ -81,7 +77,7 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
     };
     let mut destinations = Vec::new();
     for t in &targets {
-        match resolve_target(&calls, t).await {
+        match target_leg::resolve(&calls, t).await {
             Some(d) => destinations.push(d),
             None => return reject(404, &format!("Not Found (unknown target {})", target_label(t))),
         }
@@ -231,31 +227,6 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
             sip_status: Some(200),
         })
         .await;
-}
-
-/// Where a dial plan target goes: a subscriber's registered phones, a trunk, or an IP address.
-pub(crate) async fn resolve_target(calls: &Calls, t: &Target) -> Option<Destination> {
-    let number = match t {
-        Target::Ip(ip) => return Some(Destination::ip(*ip)),
-        Target::Number(n) | Target::User(n) => n.clone(),
-    };
-    let lookup = number.clone();
-    let is_subscriber = calls
-        .store
-        .run(move |conn| subscribers::digest_secrets(conn, &lookup))
-        .await
-        .ok()
-        .flatten()
-        .is_some();
-    if is_subscriber {
-        return Some(Destination::subscriber(number));
-    }
-    if let Target::Number(n) = t
-        && let Some(trunk) = calls.trunks.route(n)
-    {
-        return Some(Destination::trunk(n.clone(), trunk));
-    }
-    None
 }
 
 fn target_label(t: &Target) -> String {

@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 
 use super::events::CallEvent;
 use super::playback::{Audio, Player};
-use super::sender_leg::ToSender;
 use super::{CODECS, Calls, TELEPHONE_EVENT_PT};
+use crate::services::dial_plan::Target;
 use crate::services::trunk::Trunk;
 use crate::stack::dialog::{Dialog, DialogEvent, new_tag, via_value};
 use crate::stack::endpoint::ClientEvent;
@@ -28,6 +28,7 @@ use crate::stack::transaction::new_branch;
 use crate::stack::transport::{Peer, TransportKind};
 use crate::store::cdrs::Cdr;
 use crate::store::messages::{delivery, unix_now_ms};
+use crate::store::subscribers;
 
 /// How long to wait for the final response after a CANCEL.
 const CANCEL_WAIT: Duration = Duration::from_secs(32);
@@ -91,6 +92,34 @@ pub(crate) enum Ringing {
     /// The ring timeout passed before any provisional response, so no CANCEL may be sent; the
     /// INVITE may still be answered.
     GaveUp,
+}
+
+/// Audio the sender should hear (from a target that joined with DTMF 1), in the message codec.
+pub type ToSender = tokio::sync::mpsc::Sender<Bytes>;
+
+/// Where a dial plan target goes: a subscriber's registered phones, a trunk, or an IP address.
+pub(crate) async fn resolve(calls: &Calls, t: &Target) -> Option<Destination> {
+    let number = match t {
+        Target::Ip(ip) => return Some(Destination::ip(*ip)),
+        Target::Number(n) | Target::User(n) => n.clone(),
+    };
+    let lookup = number.clone();
+    let is_subscriber = calls
+        .store
+        .run(move |conn| subscribers::digest_secrets(conn, &lookup))
+        .await
+        .ok()
+        .flatten()
+        .is_some();
+    if is_subscriber {
+        return Some(Destination::subscriber(number));
+    }
+    if let Target::Number(n) = t
+        && let Some(trunk) = calls.trunks.route(n)
+    {
+        return Some(Destination::trunk(n.clone(), trunk));
+    }
+    None
 }
 
 /// Runs one target leg to its end.
