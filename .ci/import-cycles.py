@@ -6,7 +6,9 @@ A file uses another when it names an item of it: a `use` of `crate::…`, `super
 the deepest module that is a file (`a/b.rs` or `a/b/mod.rs`), so `use super::Calls` in
 `calls/leg.rs` is an edge to `calls/mod.rs` and `use super::leg::run` one to
 `calls/leg.rs`. Comments (doc links included) and string literals are ignored; a parent
-declaring `mod child;` is ownership, not use. Circles are the strongly connected
+declaring `mod child;` is ownership, not use. Test code (`#[cfg(test)]` modules, inline or in
+their own files, and `#[cfg(test)]` imports) is left out, as cargo-modules leaves it out
+unless asked: tests may reach anything they exercise. Circles are the strongly connected
 components of that graph with more than one file.
 
     .ci/import-cycles.py [CRATE_DIR...]     # default: every crate of the workspace
@@ -171,6 +173,36 @@ def reexports(mods, src_dir):
     return out
 
 
+TEST_ITEM = re.compile(r"#\[cfg\(test\)\]\s*(?:pub(?:\([^)]*\))?\s+)?(mod\s+(%s)\s*(;|\{)|use\s+[^;]+;)" % IDENT)
+
+
+def without_tests(code):
+    """The code with its `#[cfg(test)]` inline modules and imports blanked out."""
+    while True:
+        m = TEST_ITEM.search(code)
+        if not m:
+            return code
+        end = m.end()
+        if m.group(3) == "{":
+            depth = 1
+            while end < len(code) and depth:
+                depth += {"{": 1, "}": -1}.get(code[end], 0)
+                end += 1
+        code = code[:m.start()] + re.sub(r"[^\n]", " ", code[m.start():end]) + code[end:]
+
+
+def test_modules(mods, src_dir):
+    """Module paths declared `#[cfg(test)] mod name;` (in their own files), with descendants."""
+    out = set()
+    for here, rel in mods.items():
+        with open(os.path.join(src_dir, rel), encoding="utf-8") as f:
+            code = strip(f.read())
+        for m in TEST_ITEM.finditer(code):
+            if m.group(3) == ";":
+                out.add(tuple(here) + (m.group(2),))
+    return {m for m in mods if any(m[:len(t)] == t for t in out)}
+
+
 def inline_modules(code):
     """(start, end, name) of every inline `mod name { … }` block of a file."""
     spans = []
@@ -192,11 +224,13 @@ def scope_at(spans, pos):
 
 
 def edges_of(mods, src_dir):
+    for t in test_modules(mods, src_dir):
+        del mods[t]
     edges = {m: set() for m in mods}
     exports = reexports(mods, src_dir)
     for here, rel in mods.items():
         with open(os.path.join(src_dir, rel), encoding="utf-8") as f:
-            code = strip(f.read())
+            code = without_tests(strip(f.read()))
         spans = inline_modules(code)
         paths = []  # (path, the module it is written in)
         for m in re.finditer(r"(\bpub(?:\([^)]*\))?\s+)?\buse\s+([^;]+);", code):

@@ -5,8 +5,9 @@
 
 use bytes::Bytes;
 
+use super::action::Action;
+use super::machine::{Core, Ctx, Flow};
 use super::timers::{TimerKind, TimerSlot};
-use super::{Action, Core, Ctx, Flow};
 use crate::stack::sip::{HeaderName, Method, Request, Response, Uri, Via};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

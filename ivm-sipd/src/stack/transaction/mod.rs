@@ -8,8 +8,10 @@
 //! is what 100,000 live transactions need. On reliable transports there are no
 //! retransmission timers (A, E, G) and D, I, J, K are zero: the transaction ends at once.
 
+mod action;
 mod client;
 mod key;
+mod machine;
 mod server;
 mod timer_wheel;
 mod timers;
@@ -21,6 +23,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
+pub use action::{Action, TransactionError};
 pub use key::TsxKey;
 pub use timer_wheel::{TimerId, TimerWheel};
 pub use timers::Timers;
@@ -31,110 +34,12 @@ use crate::stack::sip::{Method, Request, Response, SipHeaders};
 use crate::stack::transport::{Peer, response_target};
 
 use client::{InviteClient, NonInviteClient};
+use machine::{Armed, Core, Ctx, Fire, Flow};
 use server::{AckOutcome, InviteServer, NonInviteServer};
-use timers::{TimerKind, TimerSlot};
-
-/// What the transaction layer asks of its caller: send bytes, or hand something to the TU.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Send these bytes (a request, response or ACK, serialized once) to this peer.
-    Send { to: Peer, data: Bytes },
-    /// A new request for the TU, which answers it with [`TransactionLayer::respond`].
-    Request {
-        key: TsxKey,
-        request: Request,
-        source: Peer,
-    },
-    /// An ACK for the TU: one for a 2xx (it matched no transaction, or an INVITE server
-    /// transaction in Accepted), or one that matched nothing.
-    Ack { request: Request, source: Peer },
-    /// A CANCEL matched this INVITE server transaction before its final response; the layer
-    /// has answered the CANCEL with 200 and the TU should now answer the INVITE with 487.
-    Cancelled { invite: TsxKey },
-    /// A response for the TU's client transaction (provisional, final, and in Accepted each
-    /// retransmitted 2xx).
-    Response { key: TsxKey, response: Response },
-    /// The transaction failed for lack of an answer: Timer B or F (client), Timer H (INVITE
-    /// server without ACK). The transaction is gone.
-    Timeout { key: TsxKey },
-}
-
-/// Why the TU's call was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TransactionError {
-    #[error("no live transaction {0}")]
-    Unknown(TsxKey),
-    #[error("{0} is a client transaction")]
-    NotServer(TsxKey),
-    #[error("{key}: a {status} response is not allowed in state {state}")]
-    InvalidState {
-        key: TsxKey,
-        status: u16,
-        state: &'static str,
-    },
-    #[error("{0} is not a SIP status code")]
-    InvalidStatus(u16),
-    #[error("the request's top Via has no branch starting with {MAGIC_COOKIE}")]
-    NoBranch,
-    #[error("the request has no CSeq, or its method is not the request's")]
-    BadCSeq,
-    #[error("an ACK is not sent in a client transaction (send it to the transport directly)")]
-    AckNotTransaction,
-    #[error("a transaction {0} already exists")]
-    Duplicate(TsxKey),
-}
 
 /// A fresh RFC 3261 branch: the magic cookie and 96 random bits.
 pub fn new_branch() -> String {
     format!("{MAGIC_COOKIE}{}", random_token(12))
-}
-
-/// What a timer carries: whose it is and which one. `serial` tells a transaction from a
-/// later one under the same key.
-struct Fire {
-    key: TsxKey,
-    serial: u64,
-    kind: TimerKind,
-}
-
-/// The running timers of one transaction, one per [`TimerSlot`].
-#[derive(Default)]
-struct Armed {
-    retransmit: Option<TimerId>,
-    timeout: Option<TimerId>,
-    linger: Option<TimerId>,
-}
-
-impl Armed {
-    fn slot(&mut self, slot: TimerSlot) -> &mut Option<TimerId> {
-        match slot {
-            TimerSlot::Retransmit => &mut self.retransmit,
-            TimerSlot::Timeout => &mut self.timeout,
-            TimerSlot::Linger => &mut self.linger,
-        }
-    }
-}
-
-/// What every transaction has: its key, its serial, the peer it talks to (the request's
-/// destination, or where responses go) and its running timers.
-struct Core {
-    key: TsxKey,
-    serial: u64,
-    peer: Peer,
-    armed: Armed,
-}
-
-impl Core {
-    fn reliable(&self) -> bool {
-        self.peer.transport.is_reliable()
-    }
-}
-
-/// Whether a transaction lives on after an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flow {
-    Continue,
-    Terminate,
 }
 
 /// A [`Ctx`] over the layer's timers and wheel (a macro: a method would borrow all of the
@@ -148,39 +53,6 @@ macro_rules! ctx {
             out: $out,
         }
     };
-}
-
-/// What a state machine may touch while it handles one event.
-struct Ctx<'a> {
-    now: u64,
-    timers: &'a Timers,
-    wheel: &'a mut TimerWheel<Fire>,
-    out: &'a mut Vec<Action>,
-}
-
-impl Ctx<'_> {
-    /// Starts `kind` to fire `after` ms from now, replacing the timer in its slot.
-    fn arm(&mut self, core: &mut Core, kind: TimerKind, after: u64) {
-        let fire = Fire {
-            key: core.key.clone(),
-            serial: core.serial,
-            kind,
-        };
-        let id = self.wheel.insert(self.now + after, fire);
-        if let Some(old) = core.armed.slot(kind.slot()).replace(id) {
-            self.wheel.cancel(old);
-        }
-    }
-
-    fn disarm(&mut self, core: &mut Core, slot: TimerSlot) {
-        if let Some(id) = core.armed.slot(slot).take() {
-            self.wheel.cancel(id);
-        }
-    }
-
-    fn send(&mut self, to: Peer, data: Bytes) {
-        self.out.push(Action::Send { to, data });
-    }
 }
 
 enum Transaction {

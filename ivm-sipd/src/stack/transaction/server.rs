@@ -4,8 +4,9 @@
 
 use bytes::Bytes;
 
+use super::action::{Action, TransactionError};
+use super::machine::{Core, Ctx, Flow};
 use super::timers::{TimerKind, TimerSlot};
-use super::{Action, Core, Ctx, Flow, TransactionError};
 use crate::stack::sip::{Response, SipHeaders};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
