@@ -50,6 +50,8 @@ if ! command -v cargo >/dev/null 2>&1; then
     fi
 fi
 
+# The layering: no import circle in any crate, no import up a floor of ivm-sipd.
+python3 .ci/import-cycles.py
 ivm-smsc/tests/install-peers.sh
 cargo build --release -p ivm-sipd -p ivm-smsc --bins
 # The SMSC-outage test of ivm-smsc keeps its SMSC down this long (the 30 s).

@@ -5,10 +5,14 @@
 //! - [`services`]: what IVM does with SIP — the registrar, MWI, calls (sender, target and
 //!   retrieval legs), notifications, the dial plan and trunks.
 //! - [`store`]: the directory and message store (SQLite), below the services.
-//! - [`app`]: the wiring — configuration, the server that starts everything, the admin
-//!   commands and the CLI.
+//! - [`config`]: the configuration file, read by the floors above the stack.
+//! - [`app`]: the wiring — the server that starts everything, the admin commands and the CLI.
+//!
+//! Each floor uses only the floors listed before it (`.ci/import-cycles.py` checks that no
+//! file imports upwards and that no import circle exists).
 
 pub mod app;
+pub mod config;
 pub mod services;
 pub mod stack;
 pub mod store;

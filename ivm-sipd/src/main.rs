@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use ivm_sipd::app::admin;
 use ivm_sipd::app::cli::{Cli, Command};
-use ivm_sipd::app::config::Config;
+use ivm_sipd::config::Config;
 use ivm_sipd::services::dial_plan::DialPlan;
 
 fn main() -> anyhow::Result<()> {
@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
                 config.media.rtp_ports = ports;
             }
             if let Some(address) = args.smsc {
-                config.smsc.mode = ivm_sipd::app::config::SmsMode::External;
+                config.smsc.mode = ivm_sipd::config::SmsMode::External;
                 config.smsc.address = address;
             }
             if let Some(id) = args.smsc_system_id {

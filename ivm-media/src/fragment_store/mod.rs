@@ -23,110 +23,32 @@
 //!
 //! Reads do blocking file and SQLite I/O: async callers should use `spawn_blocking`.
 
+mod config;
+mod error;
 mod index;
 mod offline;
 mod record;
 mod recovery;
+mod shared;
 #[cfg(test)]
 mod tests;
 mod writer;
 
-use std::collections::{HashMap, VecDeque};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, mpsc};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use bytes::Bytes;
-use rusqlite::Connection;
 
-use crate::codec::{Codec, SAMPLES_PER_FRAME};
-use index::IndexRow;
+use crate::codec::Codec;
+pub use config::FragmentStoreConfig;
+pub use error::FragmentStoreError;
+use error::io_err;
 pub use offline::read_committed;
+pub use record::FRAME_BYTES;
+use shared::{BACKLOG_WARN_FRAMES, FinishState, MessageBuf, Pending, Shared, lock};
 use writer::{Cmd, Writer};
-
-/// Bytes of one stored frame (20 ms of G.711). Shorter payloads are padded with silence,
-/// longer ones cut (with a warning).
-pub const FRAME_BYTES: usize = SAMPLES_PER_FRAME;
-
-/// Frames not yet durable, over all messages, above which `append` warns (5 minutes of one
-/// call's audio; doubles after each warning).
-const BACKLOG_WARN_FRAMES: usize = 50 * 60 * 5;
-/// Idle reader connections kept for reuse.
-const MAX_IDLE_READERS: usize = 4;
-/// Open segment files kept for readers.
-const MAX_OPEN_SEGMENTS: usize = 256;
-/// A message with nothing pending and no frame for this many commits is forgotten in memory.
-const EVICT_AFTER_COMMITS: u64 = 3000;
-
-/// Where and how the store keeps its audio.
-#[derive(Debug, Clone)]
-pub struct FragmentStoreConfig {
-    /// The directory of the segment files.
-    pub dir: PathBuf,
-    /// The SQLite file for the index (may be shared with other tables of the app).
-    pub index_db: PathBuf,
-    /// Group commit interval: at most this much audio is lost in a crash.
-    pub commit_interval: Duration,
-    /// Frames per fragment (the largest record).
-    pub frames_per_fragment: u32,
-    /// A new segment file is started before one would grow past this.
-    pub segment_bytes: u64,
-}
-
-impl FragmentStoreConfig {
-    pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(200);
-    pub const DEFAULT_FRAMES_PER_FRAGMENT: u32 = 50;
-    pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
-
-    /// The defaults: 200 ms commits, 1 s fragments, 64 MiB segments.
-    pub fn new(dir: impl Into<PathBuf>, index_db: impl Into<PathBuf>) -> FragmentStoreConfig {
-        FragmentStoreConfig {
-            dir: dir.into(),
-            index_db: index_db.into(),
-            commit_interval: Self::DEFAULT_COMMIT_INTERVAL,
-            frames_per_fragment: Self::DEFAULT_FRAMES_PER_FRAGMENT,
-            segment_bytes: Self::DEFAULT_SEGMENT_BYTES,
-        }
-    }
-
-    fn validate(&self) -> Result<(), FragmentStoreError> {
-        if self.commit_interval.is_zero() {
-            return Err(FragmentStoreError::Config("commit_interval must be above zero"));
-        }
-        if self.frames_per_fragment == 0 || self.frames_per_fragment > record::MAX_FRAMES {
-            return Err(FragmentStoreError::Config("frames_per_fragment must be 1 to 4096"));
-        }
-        if self.segment_bytes == 0 {
-            return Err(FragmentStoreError::Config("segment_bytes must be above zero"));
-        }
-        Ok(())
-    }
-}
-
-/// Fragment store failures.
-#[derive(Debug, thiserror::Error)]
-pub enum FragmentStoreError {
-    #[error("invalid fragment store configuration: {0}")]
-    Config(&'static str),
-    #[error("fragment store {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("fragment index {path}: {source}")]
-    Index { path: PathBuf, source: rusqlite::Error },
-    #[error("fragment index {path}: {reason}")]
-    BadIndex { path: PathBuf, reason: String },
-    #[error("corrupt fragment record in {path} at byte {offset}: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        offset: u64,
-        reason: &'static str,
-    },
-    #[error("the fragment store writer has stopped")]
-    WriterGone,
-}
 
 /// What `open` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,178 +71,6 @@ pub struct RecoveredMessage {
     pub codec: Codec,
     /// `finish` was called and is durable.
     pub finished: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FinishState {
-    Open,
-    /// `finish` was called; the FINISHED flag is not written yet.
-    Requested,
-    /// The FINISHED flag is written (durable at the next commit).
-    Written,
-}
-
-/// The frames of one message that are not yet indexed.
-struct MessageBuf {
-    codec: Codec,
-    /// Ascending by frame index.
-    frames: VecDeque<(u32, Bytes)>,
-    /// How many of `frames` (a prefix) the writer has written since the last commit.
-    written: usize,
-    finish: FinishState,
-    last_index: Option<u32>,
-    /// The commit generation of the last append.
-    last_generation: u64,
-    warned_order: bool,
-    warned_size: bool,
-}
-
-impl MessageBuf {
-    fn new(codec: Codec) -> MessageBuf {
-        MessageBuf {
-            codec,
-            frames: VecDeque::new(),
-            written: 0,
-            finish: FinishState::Open,
-            last_index: None,
-            last_generation: 0,
-            warned_order: false,
-            warned_size: false,
-        }
-    }
-}
-
-struct Pending {
-    messages: HashMap<i64, MessageBuf>,
-    /// Frames in `messages`.
-    frames: usize,
-    warn_at: usize,
-    /// Successful commits so far.
-    generation: u64,
-}
-
-/// What the handles and the writer thread share.
-struct Shared {
-    dir: PathBuf,
-    index_db: PathBuf,
-    frames_per_fragment: u32,
-    pending: Mutex<Pending>,
-    /// The longest record (in frames) the index may hold: how far back a read must look.
-    max_record_frames: AtomicU32,
-    readers: Mutex<Vec<Connection>>,
-    segments: RwLock<HashMap<u32, Arc<File>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> FragmentStoreError + '_ {
-    move |source| FragmentStoreError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
-
-fn segment_path(dir: &Path, segment: u32) -> PathBuf {
-    dir.join(format!("segment-{segment:06}.log"))
-}
-
-impl Shared {
-    fn lock_pending(&self) -> MutexGuard<'_, Pending> {
-        lock(&self.pending)
-    }
-
-    /// After a commit: the written frames are indexed now, drop them from memory.
-    fn committed(&self) {
-        let mut guard = self.lock_pending();
-        let p = &mut *guard;
-        p.generation += 1;
-        let generation = p.generation;
-        let mut dropped = 0;
-        p.messages.retain(|_, m| {
-            dropped += m.written;
-            m.frames.drain(..m.written);
-            m.written = 0;
-            let idle = generation.saturating_sub(m.last_generation) > EVICT_AFTER_COMMITS;
-            !(m.frames.is_empty() && (m.finish == FinishState::Written || idle))
-        });
-        p.frames -= dropped;
-        if p.frames < BACKLOG_WARN_FRAMES / 2 {
-            p.warn_at = BACKLOG_WARN_FRAMES;
-        }
-    }
-
-    /// After a failed write or commit: nothing since the last commit counts as written.
-    fn rewind_written(&self) {
-        let mut p = self.lock_pending();
-        for m in p.messages.values_mut() {
-            m.written = 0;
-            if m.finish == FinishState::Written {
-                m.finish = FinishState::Requested;
-            }
-        }
-    }
-
-    fn with_reader<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, FragmentStoreError>,
-    ) -> Result<T, FragmentStoreError> {
-        let idle = lock(&self.readers).pop();
-        let conn = match idle {
-            Some(c) => c,
-            None => index::open_reader(&self.index_db)?,
-        };
-        let result = f(&conn);
-        let mut idle = lock(&self.readers);
-        if idle.len() < MAX_IDLE_READERS {
-            idle.push(conn);
-        }
-        result
-    }
-
-    fn segment_file(&self, segment: u32, path: &Path) -> Result<Arc<File>, FragmentStoreError> {
-        if let Some(f) = self
-            .segments
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&segment)
-        {
-            return Ok(f.clone());
-        }
-        let file = Arc::new(File::open(path).map_err(io_err(path))?);
-        let mut open = self.segments.write().unwrap_or_else(PoisonError::into_inner);
-        if open.len() >= MAX_OPEN_SEGMENTS {
-            open.clear();
-        }
-        Ok(open.entry(segment).or_insert(file).clone())
-    }
-
-    /// Reads and checks one indexed record.
-    fn read_record(&self, row: &IndexRow) -> Result<(record::Header, Bytes), FragmentStoreError> {
-        let path = segment_path(&self.dir, row.segment);
-        let corrupt = |reason| FragmentStoreError::Corrupt {
-            path: path.clone(),
-            offset: row.offset,
-            reason,
-        };
-        let file = self.segment_file(row.segment, &path)?;
-        let mut buf = vec![0u8; row.length as usize];
-        file.read_exact_at(&mut buf, row.offset).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                corrupt("record runs past the end of its segment")
-            } else {
-                io_err(&path)(e)
-            }
-        })?;
-        let header = record::verify(&buf).map_err(corrupt)?;
-        if (header.message_id, header.first_frame, header.frame_count)
-            != (row.message_id, row.first_frame, row.frame_count)
-        {
-            return Err(corrupt("record does not match its index row"));
-        }
-        Ok((header, Bytes::from(buf)))
-    }
 }
 
 /// Stops the writer (with a last commit) when the last handle goes.

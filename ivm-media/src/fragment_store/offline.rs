@@ -9,7 +9,10 @@ use std::path::Path;
 
 use bytes::Bytes;
 
-use super::{FRAME_BYTES, FragmentStoreError, index, io_err, record, segment_path};
+use super::error::{FragmentStoreError, io_err};
+use super::record::FRAME_BYTES;
+use super::shared::segment_path;
+use super::{index, record};
 use crate::codec::Codec;
 
 /// The codec and every committed frame (gaps as silence) of one message; `None` when the

@@ -22,7 +22,11 @@
 
 use bytes::Bytes;
 
-use crate::codec::Codec;
+use crate::codec::{Codec, SAMPLES_PER_FRAME};
+
+/// Bytes of one stored frame (20 ms of G.711). Shorter payloads are padded with silence,
+/// longer ones cut (with a warning).
+pub const FRAME_BYTES: usize = SAMPLES_PER_FRAME;
 
 pub(super) const MAGIC: [u8; 4] = *b"IVMf";
 pub(super) const VERSION: u8 = 1;

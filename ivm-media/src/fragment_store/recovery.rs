@@ -9,9 +9,10 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
+use super::error::{FragmentStoreError, io_err};
 use super::index::{self, IndexRow, LogPosition};
 use super::record::{self, FLAG_FINISHED, HEADER_LEN};
-use super::{FragmentStoreError, io_err, segment_path};
+use super::shared::segment_path;
 
 /// What recovery found.
 #[derive(Debug, Default)]

@@ -8,6 +8,7 @@ use rusqlite::Connection;
 
 use super::record::{HEADER_LEN, TRAILER_LEN, encoded_len};
 use super::*;
+use super::shared::segment_path;
 
 /// A commit interval so long that only `sync` (and drop) commit.
 const NEVER: u64 = 3_600_000;

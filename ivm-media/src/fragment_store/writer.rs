@@ -18,12 +18,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rusqlite::Connection;
 
+use super::config::FragmentStoreConfig;
+use super::error::{FragmentStoreError, io_err};
 use super::index::{self, IndexRow, LogPosition};
+use super::record::FRAME_BYTES;
 use super::record::{self, FLAG_FINISHED};
 use super::recovery::Recovered;
-use super::{
-    FRAME_BYTES, FinishState, FragmentStoreConfig, FragmentStoreError, MessageBuf, Shared, io_err, segment_path,
-};
+use super::shared::{FinishState, MessageBuf, Shared, segment_path};
 use crate::codec::Codec;
 
 /// Buffered record bytes are handed to the OS once they pass this.

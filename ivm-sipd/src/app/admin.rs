@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::app::cli::{CdrCommand, MessagesCommand, SubscriberCommand, TrunkCommand};
-use crate::app::config::Config;
+use crate::config::Config;
 use crate::services::trunk::TrunkSpec;
 use crate::store::{self, cdrs, mailbox, messages, subscribers, trunks};
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::config::PortRange;
+use crate::config::PortRange;
 use crate::services::trunk::TrunkTransport;
 
 #[derive(Debug, Parser)]

@@ -1,7 +1,6 @@
-//! The application: configuration, the server that wires stack, services and store
-//! together, the admin commands and the command line.
+//! The application: the server that wires stack, services and store together, the admin
+//! commands and the command line.
 
 pub mod admin;
 pub mod cli;
-pub mod config;
 pub mod server;

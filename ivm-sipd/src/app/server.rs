@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::mpsc;
 
-use crate::app::config::Config;
+use crate::config::Config;
 use crate::services::calls::events::CallEvents;
 use crate::services::calls::{CallService, CallSettings, Calls};
 use crate::services::dial_plan::DialPlan;

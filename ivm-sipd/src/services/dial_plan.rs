@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::app::config::{CallsConfig, line_in_array, line_of};
+use crate::config::{CallsConfig, line_in_array, line_of};
 
 /// The embedded default dial plan.
 pub const DEFAULT_TOML: &str = include_str!("../../../dialplans/default.toml");

@@ -20,7 +20,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::stack::transport::TransportKind;
-pub use crate::store::trunk_spec::{TrunkError, TrunkSpec, TrunkTransport, parse_network};
+pub use crate::store::trunk_spec::{TrunkError, TrunkSpec, TrunkTransport, parse_network, validate_all};
 use crate::store::{self, StoreError};
 
 /// How often the table checks the store for changes made by the admin commands.
@@ -99,17 +99,6 @@ impl TrunkSpec {
             origin,
         })
     }
-}
-
-/// Validates a list of trunk definitions together: each one, and no name twice.
-pub fn validate_all(specs: &[TrunkSpec]) -> Result<(), (usize, TrunkError)> {
-    for (i, spec) in specs.iter().enumerate() {
-        spec.validate().map_err(|e| (i, e))?;
-        if specs[..i].iter().any(|s| s.name == spec.name) {
-            return Err((i, TrunkError::Duplicate(spec.name.clone())));
-        }
-    }
-    Ok(())
 }
 
 #[derive(Debug, Default)]

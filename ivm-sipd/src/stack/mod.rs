@@ -3,6 +3,7 @@
 //! router that offers each request to the services registered above, and dialogs.
 
 pub mod dialog;
+pub mod digest;
 pub mod endpoint;
 pub mod inspect;
 pub mod router;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{StoreError, unix_now};
-use crate::services::registrar::digest::{Algorithm, ha1};
+use crate::stack::digest::{Algorithm, ha1};
 
 /// What an admin gives to create a subscriber.
 #[derive(Debug, Clone, Default)]

@@ -139,3 +139,14 @@ impl TrunkSpec {
         Ok((routes, trusted))
     }
 }
+
+/// Validates a list of trunk definitions together: each one, and no name twice.
+pub fn validate_all(specs: &[TrunkSpec]) -> Result<(), (usize, TrunkError)> {
+    for (i, spec) in specs.iter().enumerate() {
+        spec.validate().map_err(|e| (i, e))?;
+        if specs[..i].iter().any(|s| s.name == spec.name) {
+            return Err((i, TrunkError::Duplicate(spec.name.clone())));
+        }
+    }
+    Ok(())
+}

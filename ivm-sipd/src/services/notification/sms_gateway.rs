@@ -45,11 +45,11 @@ impl SmsGateway for ivm_smsc::SmsClient {
 /// client with its outbox in the data directory's database; receipts of missed-message SMS are
 /// written to their delivery.
 pub async fn start(
-    cfg: &crate::app::config::SmsConfig,
+    cfg: &crate::config::SmsConfig,
     db: std::path::PathBuf,
     store: crate::store::writer::StoreHandle,
 ) -> anyhow::Result<Option<ivm_smsc::SmsClient>> {
-    use crate::app::config::SmsMode;
+    use crate::config::SmsMode;
     use anyhow::Context;
     let address = match cfg.mode {
         SmsMode::Off => return Ok(None),

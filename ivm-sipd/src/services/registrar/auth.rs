@@ -3,14 +3,14 @@
 //! Authorization header against the subscriber's stored HA1. A wrong password and an unknown
 //! user take the same work and get the same answer.
 
-use crate::app::config::RegistrarConfig;
+use crate::config::RegistrarConfig;
 use crate::stack::sip::message::random_token;
 use crate::stack::sip::{HeaderName, Request, Response, SipHeaders};
 use crate::store::subscribers::{self, DigestSecrets};
 use crate::store::writer::StoreHandle;
 use crate::store::{StoreError, unix_now};
 
-use super::digest::{self, Algorithm, DigestInput, NonceIssuer, NonceState};
+use crate::stack::digest::{self, Algorithm, DigestInput, NonceIssuer, NonceState};
 
 /// Outcome of checking the credentials of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

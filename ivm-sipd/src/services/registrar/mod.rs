@@ -4,12 +4,11 @@
 //! unknown user get the same answer, computed the same way.
 
 pub mod auth;
-pub mod digest;
 pub mod location;
 
 use std::sync::Arc;
 
-use crate::app::config::RegistrarConfig;
+use crate::config::RegistrarConfig;
 use crate::stack::endpoint::SipCore;
 use crate::stack::router::{Incoming, Service};
 use crate::stack::sip::message::random_token;

@@ -9,11 +9,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::services::registrar::digest::Algorithm;
-use crate::services::trunk::TrunkSpec;
+use crate::stack::digest::Algorithm;
+use crate::store::trunk_spec::TrunkSpec;
 
 /// The embedded default configuration file.
-pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -459,7 +459,7 @@ impl Config {
         if !(1..=1000).contains(&c.max_targets) {
             return Err(at("calls", "max_targets", "must be 1 to 1000"));
         }
-        crate::services::trunk::validate_all(&self.trunks).map_err(|(i, e)| {
+        crate::store::trunk_spec::validate_all(&self.trunks).map_err(|(i, e)| {
             let key = e.key();
             match line_in_array(text, "trunk", i, key) {
                 Some(line) => format!("trunk[{i}].{key} (line {line}): {e}"),
@@ -561,7 +561,7 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.trunks.len(), 2);
-        assert_eq!(c.trunks[0].transport, crate::services::trunk::TrunkTransport::Tcp);
+        assert_eq!(c.trunks[0].transport, crate::store::trunk_spec::TrunkTransport::Tcp);
         assert_eq!(c.trunks[0].routes, vec!["\\+49.*".to_string()]);
         assert!(c.trunks[1].routes.is_empty());
         let e = err(
