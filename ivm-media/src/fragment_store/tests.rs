@@ -7,8 +7,8 @@ use bytes::Bytes;
 use rusqlite::Connection;
 
 use super::record::{HEADER_LEN, TRAILER_LEN, encoded_len};
-use super::*;
 use super::shared::segment_path;
+use super::*;
 
 /// A commit interval so long that only `sync` (and drop) commit.
 const NEVER: u64 = 3_600_000;
