@@ -48,10 +48,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.sip.max_message_bytes,
         Duration::from_secs(config.sip.tcp_idle_timeout_secs),
     );
-    let transmitter = Transmitter {
-        udp: udp.clone(),
-        tcp: tcp.clone(),
-    };
+    let transmitter = Transmitter::sockets(udp.clone(), tcp.clone());
     tokio::spawn(transport::udp::receive_loop(
         udp,
         config.sip.max_message_bytes,

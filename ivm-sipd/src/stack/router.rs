@@ -178,3 +178,254 @@ impl Dispatcher for Router {
         self.dialogs.cancel_invite(&invite);
     }
 }
+
+/// The router over the real endpoint and transaction layer on an in-memory wire: no sockets.
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::stack::endpoint;
+    use crate::stack::sip::{Framing, Message, parse_message};
+    use crate::stack::transaction::Timers;
+    use crate::stack::transport::{Inbound, Transmitter, TransportKind};
+
+    const PHONE: &str = "127.0.0.1:5070";
+
+    /// A service that answers every request it claims with `status` and notes who got what.
+    struct Fake {
+        name: &'static str,
+        methods: &'static [Method],
+        events: &'static [&'static str],
+        status: u16,
+        core: SipCore,
+        seen: Arc<Mutex<Vec<(&'static str, String)>>>,
+    }
+
+    impl Service for Fake {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn methods(&self) -> &'static [Method] {
+            self.methods
+        }
+        fn events(&self) -> &'static [&'static str] {
+            self.events
+        }
+        /// Like the MWI service: a SUBSCRIBE only for its packages.
+        fn claims(&self, request: &Request) -> bool {
+            self.methods.contains(&request.method)
+                && (self.events.is_empty()
+                    || request
+                        .event()
+                        .is_some_and(|e| self.events.iter().any(|p| e.package.eq_ignore_ascii_case(p))))
+        }
+        fn handle(&self, incoming: Incoming) {
+            if let Ok(mut seen) = self.seen.lock() {
+                seen.push((self.name, incoming.request.method.to_string()));
+            }
+            let resp = incoming.request.response(self.status, None, "svc");
+            incoming.reply(&self.core, resp);
+        }
+    }
+
+    struct Stack {
+        inbound: mpsc::Sender<Inbound>,
+        wire: mpsc::UnboundedReceiver<(Peer, Bytes)>,
+        dialogs: DialogTable,
+        seen: Arc<Mutex<Vec<(&'static str, String)>>>,
+        allow: String,
+    }
+
+    type Plan = (&'static str, &'static [Method], &'static [&'static str], u16);
+
+    /// The endpoint and a router with fake services registered in `plan` order.
+    fn stack(plan: &[Plan]) -> Stack {
+        let (transmitter, wire) = Transmitter::memory();
+        let (inbound, inbound_rx) = mpsc::channel(64);
+        let local: SocketAddr = "127.0.0.1:5060".parse().unwrap_or_else(|_| unreachable!());
+        let (core, core_loop) = endpoint::core(Timers::default(), transmitter, inbound_rx, local);
+        let dialogs = DialogTable::default();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut router = Router::new(core.clone(), dialogs.clone());
+        for &(name, methods, events, status) in plan {
+            router = router.register(Arc::new(Fake {
+                name,
+                methods,
+                events,
+                status,
+                core: core.clone(),
+                seen: seen.clone(),
+            }));
+        }
+        let router = router.build();
+        let allow = core.allow().to_owned();
+        tokio::spawn(core_loop.run(router, std::future::pending()));
+        Stack {
+            inbound,
+            wire,
+            dialogs,
+            seen,
+            allow,
+        }
+    }
+
+    fn request(method: &str, uri: &str, branch: &str, extra: &str) -> String {
+        format!(
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE};branch=z9hG4bK-{branch}\r\nMax-Forwards: 70\r\n\
+             From: <sip:1001@ivm.local>;tag=ph\r\nTo: <sip:1002@ivm.local>{extra}\r\nCall-ID: {branch}@phone\r\n\
+             CSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    impl Stack {
+        async fn send(&self, text: &str) {
+            let message = match parse_message(Bytes::from(text.to_owned()), Framing::Datagram) {
+                Ok(m) => m,
+                Err(e) => panic!("test request does not parse: {e}"),
+            };
+            let source = Peer {
+                transport: TransportKind::Udp,
+                addr: PHONE.parse().unwrap_or_else(|_| unreachable!()),
+            };
+            let _ = self.inbound.send(Inbound { message, source }).await;
+        }
+
+        /// The next response on the wire.
+        async fn response(&mut self) -> Response {
+            let next = tokio::time::timeout(Duration::from_secs(2), self.wire.recv()).await;
+            let Ok(Some((to, bytes))) = next else {
+                panic!("no response on the wire");
+            };
+            assert_eq!(to.addr.to_string(), PHONE, "responses go back to the phone");
+            match parse_message(bytes, Framing::Datagram) {
+                Ok(Message::Response(r)) => r,
+                other => panic!("not a response: {other:?}"),
+            }
+        }
+
+        fn seen(&self) -> Vec<(&'static str, String)> {
+            self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+        }
+    }
+
+    fn header(resp: &Response, name: HeaderName) -> String {
+        resp.headers
+            .get(&name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    }
+
+    const REGISTRAR: Plan = ("registrar", &[Method::Register], &[], 200);
+    const MWI: Plan = ("mwi", &[Method::Subscribe], &["message-summary"], 202);
+    const TEXT: Plan = ("text", &[Method::Message], &[], 200);
+    const TEXT_TOO: Plan = ("text-too", &[Method::Message], &[], 403);
+
+    #[tokio::test]
+    async fn options_lists_what_the_services_registered() {
+        let mut s = stack(&[REGISTRAR, MWI]);
+        assert_eq!(s.allow, "REGISTER, SUBSCRIBE, ACK, CANCEL, OPTIONS");
+        s.send(&request("OPTIONS", "sip:ivm.local", "o1", "")).await;
+        let r = s.response().await;
+        assert_eq!(r.status, 200);
+        assert_eq!(header(&r, HeaderName::Allow), s.allow);
+        assert_eq!(header(&r, HeaderName::Accept), "application/sdp");
+        assert!(s.seen().is_empty(), "no service claims OPTIONS: {:?}", s.seen());
+    }
+
+    #[tokio::test]
+    async fn a_request_goes_to_the_first_service_that_claims_it() {
+        let mut s = stack(&[REGISTRAR, TEXT, TEXT_TOO]);
+        s.send(&request("MESSAGE", "sip:1002@ivm.local", "m1", "")).await;
+        assert_eq!(s.response().await.status, 200);
+        s.send(&request("REGISTER", "sip:ivm.local", "r1", "")).await;
+        assert_eq!(s.response().await.status, 200);
+        assert_eq!(
+            s.seen(),
+            vec![("text", "MESSAGE".to_string()), ("registrar", "REGISTER".to_string())]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retransmission_is_absorbed_by_its_transaction() {
+        let mut s = stack(&[TEXT]);
+        let req = request("MESSAGE", "sip:1002@ivm.local", "m2", "");
+        s.send(&req).await;
+        assert_eq!(s.response().await.status, 200);
+        s.send(&req).await;
+        assert_eq!(s.response().await.status, 200, "the same response again");
+        assert_eq!(s.seen().len(), 1, "the service saw the request once: {:?}", s.seen());
+    }
+
+    #[tokio::test]
+    async fn what_no_service_claims_is_answered_by_the_router() {
+        let mut s = stack(&[REGISTRAR, MWI]);
+        s.send(&request(
+            "SUBSCRIBE",
+            "sip:1002@ivm.local",
+            "s0",
+            "\r\nEvent: message-summary",
+        ))
+        .await;
+        assert_eq!(s.response().await.status, 202, "the MWI service's package");
+        s.send(&request("SUBSCRIBE", "sip:1002@ivm.local", "s1", "\r\nEvent: presence"))
+            .await;
+        let r = s.response().await;
+        assert_eq!(
+            (r.status, header(&r, HeaderName::AllowEvents)),
+            (489, "message-summary".into())
+        );
+        s.send(&request("FOO", "sip:1002@ivm.local", "f1", "")).await;
+        let r = s.response().await;
+        assert_eq!((r.status, header(&r, HeaderName::Allow)), (501, s.allow.clone()));
+        s.send(&request("MESSAGE", "sip:1002@ivm.local", "m3", "")).await;
+        assert_eq!(s.response().await.status, 405, "MESSAGE is served by no one here");
+        s.send(&request(
+            "SUBSCRIBE",
+            "sip:1002@ivm.local",
+            "s2",
+            ";tag=gone\r\nEvent: message-summary",
+        ))
+        .await;
+        assert_eq!(s.response().await.status, 481, "a dialog we do not know");
+        s.send(&request("OPTIONS", "sip:1002@ivm.local", "o2", ";tag=gone"))
+            .await;
+        assert_eq!(s.response().await.status, 200, "OPTIONS is answered in any dialog");
+        assert_eq!(
+            s.seen(),
+            vec![("mwi", "SUBSCRIBE".to_string())],
+            "only the first SUBSCRIBE"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_inside_a_dialog_reaches_its_owner() {
+        let mut s = stack(&[MWI]);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let id = DialogId {
+            call_id: "d1@phone".into(),
+            local_tag: "ours".into(),
+            remote_tag: "ph".into(),
+        };
+        s.dialogs.insert(id, tx);
+        s.send(&request(
+            "SUBSCRIBE",
+            "sip:1002@ivm.local",
+            "d1",
+            ";tag=ours\r\nEvent: message-summary",
+        ))
+        .await;
+        let got = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await;
+        assert!(
+            matches!(got, Ok(Some(DialogEvent::Request { ref request, .. })) if request.method == Method::Subscribe),
+            "{got:?}"
+        );
+        assert!(s.seen().is_empty(), "not offered to the service: {:?}", s.seen());
+        assert!(s.wire.try_recv().is_err(), "the owner answers, not the router");
+    }
+}

@@ -52,18 +52,43 @@ pub async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), BindErro
     Ok((udp, tcp))
 }
 
-/// Sends bytes to a peer over its transport.
+/// Sends bytes to a peer over its transport: the sockets, or (for tests of the layers above,
+/// pjsip-style) an in-memory wire that hands every datagram to the test.
 #[derive(Clone)]
 pub struct Transmitter {
-    pub udp: Arc<UdpSocket>,
-    pub tcp: tcp::TcpConnections,
+    wire: Wire,
+}
+
+#[derive(Clone)]
+enum Wire {
+    Sockets {
+        udp: Arc<UdpSocket>,
+        tcp: tcp::TcpConnections,
+    },
+    Memory(tokio::sync::mpsc::UnboundedSender<(Peer, Bytes)>),
 }
 
 impl Transmitter {
+    /// Over the UDP socket and the TCP connections.
+    pub fn sockets(udp: Arc<UdpSocket>, tcp: tcp::TcpConnections) -> Transmitter {
+        Transmitter {
+            wire: Wire::Sockets { udp, tcp },
+        }
+    }
+
+    /// An in-memory wire: what is sent arrives on the receiver, with its destination.
+    pub fn memory() -> (Transmitter, tokio::sync::mpsc::UnboundedReceiver<(Peer, Bytes)>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Transmitter { wire: Wire::Memory(tx) }, rx)
+    }
+
     pub async fn send(&self, to: Peer, data: Bytes) {
-        match to.transport {
-            TransportKind::Udp => udp::send(&self.udp, to.addr, &data).await,
-            TransportKind::Tcp => self.tcp.send(to.addr, data),
+        match &self.wire {
+            Wire::Sockets { udp, .. } if to.transport == TransportKind::Udp => udp::send(udp, to.addr, &data).await,
+            Wire::Sockets { tcp, .. } => tcp.send(to.addr, data),
+            Wire::Memory(tx) => {
+                let _ = tx.send((to, data));
+            }
         }
     }
 }
