@@ -15,5 +15,8 @@ mod service;
 pub mod target_leg;
 pub mod uas_leg;
 
+#[cfg(test)]
+pub mod testing;
+
 pub use context::{CODECS, CallResult, CallSettings, Calls, StoreFrames, TELEPHONE_EVENT_PT};
 pub use service::CallService;

@@ -13,6 +13,9 @@ pub mod sms;
 pub mod sms_gateway;
 pub mod store_forward;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
