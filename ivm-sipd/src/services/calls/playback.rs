@@ -174,3 +174,64 @@ impl Player {
         frame
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use ivm_media::codec::Codec;
+    use ivm_media::fragment_store::{FragmentStore, FragmentStoreConfig};
+
+    use super::{Audio, Player};
+
+    /// Frame `i` of the test message: every byte says which frame it is.
+    fn frame(i: u32) -> Bytes {
+        Bytes::from(vec![(i % 251) as u8; 160])
+    }
+
+    /// A leg awaits the next frame inside `select!` with RTP receive, and a real phone sends a
+    /// packet every 20 ms: here an "RTP packet" arrives every 3 ms, dropping the pending
+    /// `next()` each time. Every frame must still be played, once, in order.
+    #[tokio::test]
+    async fn a_stored_message_plays_whole_while_the_phone_sends_rtp() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cfg = FragmentStoreConfig::new(dir.path().join("fragments"), dir.path().join("index.sqlite"));
+        let (store, _) = FragmentStore::open(cfg).unwrap_or_else(|e| panic!("{e}"));
+        const FRAMES: u32 = 60;
+        for i in 0..FRAMES {
+            store.append(7, Codec::Pcmu, i, frame(i));
+        }
+        store.finish(7);
+        store.sync().unwrap_or_else(|e| panic!("{e}"));
+        let audio = Audio::Stored {
+            message_id: 7,
+            codec: Codec::Pcmu,
+            frames: FRAMES,
+        };
+        let prompt = vec![Bytes::from(vec![0xFFu8; 160]); 3];
+        let mut player = Player::new(audio, store.clone(), 1.0).with_prompts(prompt.clone());
+        let mut rtp = tokio::time::interval(Duration::from_millis(3));
+        let (mut heard, mut interrupted) = (Vec::new(), 0u32);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            tokio::select! {
+                f = player.next() => match f {
+                    Some(f) => heard.push(f),
+                    None => break,
+                },
+                _ = rtp.tick() => interrupted += 1,
+                _ = tokio::time::sleep_until(deadline) => panic!("playback did not end"),
+            }
+        }
+        let mut want = prompt;
+        want.extend((0..FRAMES).map(frame));
+        assert_eq!(heard.len(), want.len(), "every frame played once");
+        assert!(heard == want, "the frames in order, byte for byte");
+        assert_eq!(player.position(), FRAMES);
+        assert!(
+            interrupted > FRAMES,
+            "the phone's packets interrupted playback ({interrupted} times)"
+        );
+    }
+}
