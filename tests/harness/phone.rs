@@ -319,6 +319,8 @@ struct Shared {
     received: Mutex<Vec<SipMsg>>,
     /// Calls in progress that send RTP, by Call-ID.
     talks: Mutex<HashMap<String, Talk>>,
+    /// Record-Route values the INVITEs we send carry, as a proxy in front would add them.
+    record_route: Mutex<Vec<String>>,
     muted: AtomicBool,
     arrived: Condvar,
     plan: Mutex<VecDeque<Answer>>,
@@ -396,6 +398,7 @@ impl Phone {
         let shared = Arc::new(Shared {
             received: Mutex::new(Vec::new()),
             talks: Mutex::new(HashMap::new()),
+            record_route: Mutex::new(Vec::new()),
             muted: AtomicBool::new(false),
             arrived: Condvar::new(),
             plan: Mutex::new(VecDeque::new()),
@@ -449,6 +452,12 @@ impl Phone {
     /// Stops (or restarts) sending RTP on every call: a peer that sends no media.
     pub fn mute(&self, muted: bool) {
         self.shared.muted.store(muted, Ordering::Relaxed);
+    }
+
+    /// Sends the INVITEs it places with these Record-Route values, as a record-routing proxy
+    /// in front of the phone would (RFC 3261 §16.6 step 4).
+    pub fn record_route(&self, values: &[String]) {
+        *lock(&self.shared.record_route) = values.to_vec();
     }
 
     /// How INVITEs are answered once the plan is used up.
@@ -602,6 +611,7 @@ impl Phone {
         let from = format!("<sip:{from_user}@{DOMAIN}>;tag={}", unique("ph"));
         let to = format!("<sip:{dialed}@{DOMAIN}>");
         let body = sdp(self.sink.port(), law);
+        let record_route = lock(&self.shared.record_route).clone();
         let invite = |cseq: u32, auth: Option<&str>| {
             let mut s = format!(
                 "INVITE {uri} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
@@ -611,6 +621,9 @@ impl Phone {
             );
             if let Some(a) = auth {
                 let _ = write!(s, "Authorization: {a}\r\n");
+            }
+            for rr in &record_route {
+                let _ = write!(s, "Record-Route: {rr}\r\n");
             }
             let _ = write!(s, "Content-Length: {}\r\n\r\n{body}", body.len());
             s

@@ -115,6 +115,49 @@ fn hang_up(call: &mut Call<'_>, phone: &Phone) {
     phone.sink.settle(Duration::from_millis(200), Duration::from_secs(2));
 }
 
+/// Behind a record-routing proxy (Kamailio's `record_route()`), the 200 OK must carry the
+/// Record-Route so that the phone's ACK and BYE go through the proxy, and IVM's own BYE must
+/// follow the route set. The "proxy" here is the phone's own address, so the phone sees
+/// everything the proxy would.
+#[test]
+fn a_retrieval_behind_a_record_routing_proxy_keeps_the_proxy_in_the_path() {
+    let server = server("");
+    let id = missed_message(&server);
+    let phone = Phone::new("127.0.0.1", server.addr).expect("phone");
+    let rr = vec![
+        format!("<sip:{};lr;ftag=edge>", phone.addr),
+        "<sip:192.0.2.10;lr>".to_string(),
+    ];
+    phone.record_route(&rr);
+    let mut call = phone
+        .call(
+            &retrieval_number(id),
+            "1001",
+            Some(&creds()),
+            Law::Pcmu,
+            Duration::from_secs(5),
+        )
+        .expect("retrieval call answered");
+    assert_eq!(
+        call.ok.headers_named("Record-Route"),
+        rr.iter().map(String::as_str).collect::<Vec<_>>(),
+        "the 200 OK copies the Record-Route values in order (RFC 3261 §12.1.1):\n{}",
+        call.ok.text()
+    );
+    let sent = audio::sweep_4s();
+    wait_heard(&phone.sink, &then_menu(&sent), Law::Pcmu, HEAR).expect("the message, then the menu");
+    call.info('#').expect("INFO #");
+    let bye = call.wait_bye(BYE_WAIT).expect("the server's BYE");
+    assert_eq!(
+        bye.headers_named("Route"),
+        rr.iter().map(String::as_str).collect::<Vec<_>>(),
+        "the server's BYE follows the route set:\n{}",
+        bye.text()
+    );
+    let payload = assert_one_stream(&phone, "retrieval behind a proxy");
+    assert!(find_run(&payload, &sent).is_some(), "the whole message was heard");
+}
+
 #[test]
 fn retrieval_plays_the_prompts_then_the_whole_stored_message() {
     let server = server("");

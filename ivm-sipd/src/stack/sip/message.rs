@@ -236,8 +236,19 @@ impl Request {
 
     /// A response to this request: Via, From, To, Call-ID and CSeq copied; a To tag added to
     /// anything but 100 when the request had none (`to_tag` lets a transaction reuse one).
+    /// A response that establishes a dialog (101–299 to an INVITE or SUBSCRIBE outside one)
+    /// carries the request's Record-Route values, in order (RFC 3261 §12.1.1, RFC 6665 §4.2.1),
+    /// so that the proxies that asked to stay in the path see the ACK and BYE.
     pub fn response(&self, status: u16, reason: Option<&str>, to_tag: &str) -> Response {
         let mut headers = self.headers.response_copy();
+        let creates_dialog = matches!(self.method, Method::Invite | Method::Subscribe)
+            && (101..300).contains(&status)
+            && self.header_to().is_some_and(|t| t.tag().is_none());
+        if creates_dialog {
+            for rr in self.headers.get_all(&HeaderName::RecordRoute) {
+                headers.push(HeaderName::RecordRoute, rr.clone());
+            }
+        }
         if status > 100
             && !to_tag.is_empty()
             && let Some(to) = headers.get_mut(&HeaderName::To)
@@ -284,5 +295,46 @@ impl Message {
 impl fmt::Display for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&String::from_utf8_lossy(&self.to_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Framing, Message, parse_message};
+    use super::*;
+
+    fn request(method: &str, to_tag: &str) -> Request {
+        let text = format!(
+            "{method} sip:1001@ivm.local SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK-1\r\n\
+             Record-Route: <sip:p2.example;lr>\r\nRecord-Route: <sip:p1.example;lr;ftag=x>\r\n\
+             From: <sip:7001@ivm.local>;tag=a\r\nTo: <sip:1001@ivm.local>{to_tag}\r\nCall-ID: c\r\n\
+             CSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+        );
+        match parse_message(Bytes::from(text), Framing::Datagram) {
+            Ok(Message::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn record_route(r: &Response) -> Vec<String> {
+        r.headers
+            .get_all(&HeaderName::RecordRoute)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn responses_that_create_a_dialog_keep_the_record_route_in_order() {
+        let want = ["<sip:p2.example;lr>", "<sip:p1.example;lr;ftag=x>"];
+        assert_eq!(record_route(&request("INVITE", "").response(200, None, "t")), want);
+        assert_eq!(record_route(&request("INVITE", "").response(180, None, "t")), want);
+        assert_eq!(record_route(&request("SUBSCRIBE", "").response(202, None, "t")), want);
+        assert!(record_route(&request("INVITE", "").response(100, None, "t")).is_empty());
+        assert!(record_route(&request("INVITE", "").response(486, None, "t")).is_empty());
+        assert!(
+            record_route(&request("INVITE", ";tag=b").response(200, None, "t")).is_empty(),
+            "re-INVITE"
+        );
+        assert!(record_route(&request("OPTIONS", "").response(200, None, "t")).is_empty());
     }
 }
