@@ -786,6 +786,18 @@ fn caller_over_tcp_and_target_behind_a_tcp_trunk() {
         "the INVITE to a TCP trunk should come over TCP: {}",
         invite.text
     );
+    // The far end sends its in-dialog requests to the Contact: over TCP it must say so.
+    assert!(
+        invite.header("Contact").unwrap_or_default().contains(";transport=tcp"),
+        "the INVITE's Contact should say transport=tcp: {}",
+        invite.text
+    );
+    let ok = call.received("SIP/2.0 200").expect("200 OK at the caller");
+    assert!(
+        ok.header("Contact").unwrap_or_default().contains(";transport=tcp"),
+        "the 200 OK to a TCP caller should have a Contact with transport=tcp: {}",
+        ok.text
+    );
     assert_heard_whole_message(&t, &audio::sweep_4s(), "target behind a TCP trunk");
     let m = the_message(&server);
     assert_complete_4s_message(&m, CALLER_NUMBER);

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::services::registrar::auth::{AuthOutcome, DigestAuth};
 use crate::services::registrar::location::LocationService;
-use crate::stack::dialog::{Dialog, DialogEvent, DialogId, DialogTable, new_tag, via_value};
+use crate::stack::dialog::{Dialog, DialogEvent, DialogId, DialogTable, contact_value, new_tag, via_value};
 use crate::stack::endpoint::{SipCore, log_transaction};
 use crate::stack::router::{Incoming, Service as SipService};
 use crate::stack::sip::message::random_token;
@@ -173,8 +173,10 @@ impl Service {
         };
         let mut ok = req.response(200, None, &tag);
         ok.headers.push(HeaderName::Expires, expires.to_string());
-        ok.headers
-            .push(HeaderName::Contact, format!("<sip:ivm@{}>", self.core.local_addr()));
+        ok.headers.push(
+            HeaderName::Contact,
+            contact_value("ivm", self.core.local_addr(), source),
+        );
         log_transaction(&req, &ok, source);
         self.core.respond(key, ok);
         let Some(dialog) = Dialog::as_uas(&req, &tag, source, self.core.local_addr()) else {
@@ -256,9 +258,10 @@ impl Service {
         notify
             .headers
             .push(HeaderName::Other("Subscription-State".into()), state);
-        notify
-            .headers
-            .push(HeaderName::Contact, format!("<sip:ivm@{}>", self.core.local_addr()));
+        notify.headers.push(
+            HeaderName::Contact,
+            contact_value("ivm", self.core.local_addr(), sub.dialog.peer),
+        );
         notify
             .headers
             .push(HeaderName::ContentType, "application/simple-message-summary");

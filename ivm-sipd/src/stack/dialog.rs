@@ -202,6 +202,16 @@ impl Dialog {
     }
 }
 
+/// A Contact value for `user` at our address, reachable over `peer`'s transport: the far end
+/// sends its requests in the dialog there, so a TCP dialog says `transport=tcp` (RFC 3261
+/// §19.1.4; without it the far end would use UDP).
+pub fn contact_value(user: &str, local: SocketAddr, peer: Peer) -> String {
+    match peer.transport {
+        crate::stack::transport::TransportKind::Udp => format!("<sip:{user}@{local}>"),
+        crate::stack::transport::TransportKind::Tcp => format!("<sip:{user}@{local};transport=tcp>"),
+    }
+}
+
 /// A Via value for a request we send on `peer`'s transport.
 pub fn via_value(peer: Peer, local: SocketAddr, branch: &str) -> String {
     format!("SIP/2.0/{} {};branch={branch};rport", peer.transport.via_name(), local)

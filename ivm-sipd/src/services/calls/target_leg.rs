@@ -20,7 +20,7 @@ use super::playback::{Audio, Player};
 use super::{CODECS, Calls, TELEPHONE_EVENT_PT};
 use crate::services::dial_plan::Target;
 use crate::services::trunk::Trunk;
-use crate::stack::dialog::{Dialog, DialogEvent, new_tag, via_value};
+use crate::stack::dialog::{Dialog, DialogEvent, contact_value, new_tag, via_value};
 use crate::stack::endpoint::ClientEvent;
 use crate::stack::sip::message::random_token;
 use crate::stack::sip::{HeaderName, Host, Method, Request, SipUri, Uri};
@@ -271,7 +271,8 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
                     }
                     Method::Invite | Method::Update => {
                         let mut resp = request.response(200, None, "");
-                        resp.headers.push(HeaderName::Contact, format!("<sip:ivm@{}>", calls.sip_addr()));
+                        resp.headers
+                            .push(HeaderName::Contact, contact_value("ivm", calls.sip_addr(), source));
                         if request.method == Method::Invite || !request.body.is_empty() {
                             resp.headers.push(HeaderName::ContentType, "application/sdp");
                             resp.body = Bytes::from(sdp::answer(endpoint.local_addr(), &neg, &session));
@@ -425,7 +426,7 @@ pub(crate) fn build_invite(
     req.headers
         .push(HeaderName::CallId, format!("{}@ivm", random_token(12)));
     req.headers.push(HeaderName::CSeq, "1 INVITE");
-    req.headers.push(HeaderName::Contact, format!("<sip:ivm@{local}>"));
+    req.headers.push(HeaderName::Contact, contact_value("ivm", local, peer));
     req.headers.push(HeaderName::Allow, calls.core.allow().to_owned());
     req.headers.push(HeaderName::Subject, subject.to_owned());
     if ptt {

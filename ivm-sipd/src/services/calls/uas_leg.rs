@@ -12,7 +12,7 @@ use ivm_media::sdp::{self, Direction, Negotiated, SessionVersion};
 use tokio::sync::{Notify, mpsc};
 
 use super::{CODECS, Calls, TELEPHONE_EVENT_PT};
-use crate::stack::dialog::{Dialog, DialogEvent};
+use crate::stack::dialog::{Dialog, DialogEvent, contact_value};
 use crate::stack::sip::{HeaderName, Method, Request, Response};
 use crate::stack::transaction::TsxKey;
 use crate::stack::transport::Peer;
@@ -75,7 +75,7 @@ pub fn answer(
     let session = SessionVersion::new();
     let mut ok = req.response(200, None, tag);
     ok.headers
-        .push(HeaderName::Contact, format!("<sip:ivm@{}>", calls.sip_addr()));
+        .push(HeaderName::Contact, contact_value("ivm", calls.sip_addr(), source));
     ok.headers.push(HeaderName::Allow, calls.core.allow().to_owned());
     ok.headers.push(HeaderName::ContentType, "application/sdp");
     ok.body = Bytes::from(sdp::answer(media.endpoint.local_addr(), &media.neg, &session));
@@ -142,7 +142,7 @@ pub async fn answer_delayed_offer(
     );
     let mut ok = req.response(200, None, tag);
     ok.headers
-        .push(HeaderName::Contact, format!("<sip:ivm@{}>", calls.sip_addr()));
+        .push(HeaderName::Contact, contact_value("ivm", calls.sip_addr(), source));
     ok.headers.push(HeaderName::Allow, calls.core.allow().to_owned());
     ok.headers.push(HeaderName::ContentType, "application/sdp");
     ok.body = Bytes::from(offer);
@@ -242,8 +242,10 @@ impl Answered {
             Method::Invite | Method::Update => {
                 // Hold, resume or session refresh: the media stays as negotiated.
                 let mut resp = request.response(200, None, "");
-                resp.headers
-                    .push(HeaderName::Contact, format!("<sip:ivm@{}>", calls.sip_addr()));
+                resp.headers.push(
+                    HeaderName::Contact,
+                    contact_value("ivm", calls.sip_addr(), self.dialog.peer),
+                );
                 if request.method == Method::Invite || !request.body.is_empty() {
                     resp.headers.push(HeaderName::ContentType, "application/sdp");
                     resp.body = self.ok.body.clone();
