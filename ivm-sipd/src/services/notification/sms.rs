@@ -53,9 +53,10 @@ impl Channel for SmsChannel {
     }
 }
 
-/// The text announcing a missed message.
+/// The text announcing a missed message; its length in whole seconds, rounded to the nearest
+/// (5.02 s is "5 s"), never "0 s".
 pub fn missed_text(sender: &str, duration_ms: i64, retrieval_number: &str) -> String {
-    let secs = (duration_ms + 999) / 1000;
+    let secs = ((duration_ms + 500) / 1000).max(1);
     format!("Voice message from {sender} ({secs} s). Call {retrieval_number} to listen.")
 }
 
@@ -108,7 +109,19 @@ mod tests {
     fn missed_text_names_sender_length_and_number() {
         assert_eq!(
             missed_text("2001", 12_340, "980000121"),
-            "Voice message from 2001 (13 s). Call 980000121 to listen."
+            "Voice message from 2001 (12 s). Call 980000121 to listen."
+        );
+        assert_eq!(
+            missed_text("2001", 5_020, "9").split(" (").nth(1),
+            Some("5 s). Call 9 to listen.")
+        );
+        assert_eq!(
+            missed_text("2001", 4_500, "9").split(" (").nth(1),
+            Some("5 s). Call 9 to listen.")
+        );
+        assert_eq!(
+            missed_text("2001", 200, "9").split(" (").nth(1),
+            Some("1 s). Call 9 to listen.")
         );
     }
 }
