@@ -14,12 +14,13 @@ use tokio::sync::mpsc;
 
 use crate::services::registrar::auth::{AuthOutcome, DigestAuth};
 use crate::services::registrar::location::LocationService;
-use crate::stack::dialog::{Dialog, DialogEvent, DialogId, DialogTable, contact_value, new_tag, via_value};
+use crate::stack::dialog::{Dialog, DialogEvent, DialogId, DialogTable, contact_value, new_tag};
 use crate::stack::endpoint::{SipCore, log_transaction};
+use crate::stack::request;
 use crate::stack::router::{Incoming, Service as SipService};
 use crate::stack::sip::message::random_token;
 use crate::stack::sip::{HeaderName, Method, Request, Response, SipHeaders, Uri};
-use crate::stack::transaction::{TsxKey, new_branch};
+use crate::stack::transaction::TsxKey;
 use crate::stack::transport::Peer;
 use crate::store::mailbox;
 use crate::store::writer::StoreHandle;
@@ -301,16 +302,14 @@ impl Service {
                 transport: b.transport,
                 addr: b.source,
             };
-            let mut req = Request::new(Method::Notify, uri);
-            req.headers
-                .push(HeaderName::Via, via_value(peer, self.core.local_addr(), &new_branch()));
-            req.headers.push(HeaderName::MaxForwards, "70");
-            req.headers
-                .push(HeaderName::From, format!("<sip:ivm@{}>;tag={}", self.domain, new_tag()));
-            req.headers.push(HeaderName::To, format!("<{}>", self.account(aor)));
-            req.headers
-                .push(HeaderName::CallId, format!("{}@ivm", random_token(12)));
-            req.headers.push(HeaderName::CSeq, "1 NOTIFY");
+            let mut req = request::out_of_dialog(
+                Method::Notify,
+                uri,
+                &format!("<sip:ivm@{}>", self.domain),
+                &format!("<{}>", self.account(aor)),
+                peer,
+                self.core.local_addr(),
+            );
             req.headers.push(HeaderName::Event, PACKAGE);
             req.headers
                 .push(HeaderName::Other("Subscription-State".into()), "active");

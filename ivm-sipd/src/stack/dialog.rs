@@ -190,7 +190,8 @@ impl Dialog {
         let mut req = Request::new(method.clone(), self.remote_target.clone());
         req.headers
             .push(HeaderName::Via, via_value(self.peer, self.local_addr, &new_branch()));
-        req.headers.push(HeaderName::MaxForwards, "70");
+        req.headers
+            .push(HeaderName::MaxForwards, crate::stack::request::MAX_FORWARDS);
         for r in &self.route_set {
             req.headers.push(HeaderName::Route, r.clone());
         }

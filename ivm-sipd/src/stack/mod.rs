@@ -6,6 +6,7 @@ pub mod dialog;
 pub mod digest;
 pub mod endpoint;
 pub mod inspect;
+pub mod request;
 pub mod router;
 pub mod sip; // the message layer
 pub mod transaction;

@@ -20,11 +20,10 @@ use super::playback::{Audio, Player};
 use super::{CODECS, Calls, TELEPHONE_EVENT_PT};
 use crate::services::dial_plan::Target;
 use crate::services::trunk::Trunk;
-use crate::stack::dialog::{Dialog, DialogEvent, contact_value, new_tag, via_value};
+use crate::stack::dialog::{Dialog, DialogEvent, contact_value};
 use crate::stack::endpoint::ClientEvent;
-use crate::stack::sip::message::random_token;
+use crate::stack::request;
 use crate::stack::sip::{HeaderName, Host, Method, Request, SipUri, Uri};
-use crate::stack::transaction::new_branch;
 use crate::stack::transport::{Peer, TransportKind};
 use crate::store::cdrs::Cdr;
 use crate::store::messages::{delivery, unix_now_ms};
@@ -409,23 +408,13 @@ pub(crate) fn build_invite(
         Uri::Sip(u) => format!("<sip:{label}@{}>", u.host),
         other => format!("<{other}>"),
     };
-    let mut req = Request::new(Method::Invite, request_uri);
-    req.headers.push(HeaderName::Via, via_value(peer, local, &new_branch()));
-    req.headers.push(HeaderName::MaxForwards, "70");
-    req.headers.push(
-        HeaderName::From,
-        format!(
-            "{} <sip:{}@{}>;tag={}",
-            crate::stack::sip::scan::quote(from.display),
-            from.user,
-            calls.settings.domain,
-            new_tag()
-        ),
+    let from = format!(
+        "{} <sip:{}@{}>",
+        crate::stack::sip::scan::quote(from.display),
+        from.user,
+        calls.settings.domain
     );
-    req.headers.push(HeaderName::To, to_uri);
-    req.headers
-        .push(HeaderName::CallId, format!("{}@ivm", random_token(12)));
-    req.headers.push(HeaderName::CSeq, "1 INVITE");
+    let mut req = request::out_of_dialog(Method::Invite, request_uri, &from, &to_uri, peer, local);
     req.headers.push(HeaderName::Contact, contact_value("ivm", local, peer));
     req.headers.push(HeaderName::Allow, calls.core.allow().to_owned());
     req.headers.push(HeaderName::Subject, subject.to_owned());
@@ -515,7 +504,7 @@ pub(crate) fn cancel_of(invite: &Request) -> Request {
     }
     let seq = crate::stack::sip::SipHeaders::cseq(invite).map_or(1, |c| c.seq);
     req.headers.push(HeaderName::CSeq, format!("{seq} CANCEL"));
-    req.headers.push(HeaderName::MaxForwards, "70");
+    req.headers.push(HeaderName::MaxForwards, request::MAX_FORWARDS);
     for r in invite.headers.get_all(&HeaderName::Route) {
         req.headers.push(HeaderName::Route, r.clone());
     }

@@ -9,10 +9,8 @@ use bytes::Bytes;
 use super::notifier::{Channel, Job, Notice};
 use super::sms_gateway::{self, SmsGateway};
 use crate::services::calls::Calls;
-use crate::stack::dialog::{new_tag, via_value};
-use crate::stack::sip::message::random_token;
-use crate::stack::sip::{HeaderName, Method, Request, Uri};
-use crate::stack::transaction::new_branch;
+use crate::stack::request;
+use crate::stack::sip::{HeaderName, Method, Uri};
 use crate::stack::transport::Peer;
 
 /// Tells the sender what became of each delivery of its message.
@@ -68,19 +66,15 @@ async fn report(
             transport: b.transport,
             addr: b.source,
         };
-        let mut req = Request::new(Method::Message, uri);
-        req.headers
-            .push(HeaderName::Via, via_value(peer, calls.sip_addr(), &new_branch()));
-        req.headers.push(HeaderName::MaxForwards, "70");
-        req.headers.push(
-            HeaderName::From,
-            format!("\"IVM\" <sip:ivm@{}>;tag={}", calls.settings.domain, new_tag()),
+        let domain = &calls.settings.domain;
+        let mut req = request::out_of_dialog(
+            Method::Message,
+            uri,
+            &format!("\"IVM\" <sip:ivm@{domain}>"),
+            &format!("<sip:{}@{domain}>", m.sender),
+            peer,
+            calls.sip_addr(),
         );
-        req.headers
-            .push(HeaderName::To, format!("<sip:{}@{}>", m.sender, calls.settings.domain));
-        req.headers
-            .push(HeaderName::CallId, format!("{}@ivm", random_token(12)));
-        req.headers.push(HeaderName::CSeq, "1 MESSAGE");
         req.headers.push(HeaderName::ContentType, "text/plain;charset=utf-8");
         req.body = Bytes::from(text.clone());
         tracing::info!(message_id, sender = %m.sender, target, accepted, "status to sender by MESSAGE");

@@ -147,7 +147,8 @@ impl InviteClient {
         for route in &p.routes {
             ack.headers.push(HeaderName::Route, route.clone());
         }
-        ack.headers.push(HeaderName::MaxForwards, "70");
+        ack.headers
+            .push(HeaderName::MaxForwards, crate::stack::request::MAX_FORWARDS);
         ack.headers.push(HeaderName::From, p.from.clone());
         if let Some(to) = resp.headers.get(&HeaderName::To) {
             ack.headers.push(HeaderName::To, to.clone());
