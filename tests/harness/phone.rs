@@ -321,6 +321,8 @@ struct Shared {
     talks: Mutex<HashMap<String, Talk>>,
     /// Record-Route values the INVITEs we send carry, as a proxy in front would add them.
     record_route: Mutex<Vec<String>>,
+    /// The status NOTIFYs are answered with (200 unless told otherwise).
+    notify_status: std::sync::atomic::AtomicU16,
     muted: AtomicBool,
     arrived: Condvar,
     plan: Mutex<VecDeque<Answer>>,
@@ -399,6 +401,7 @@ impl Phone {
             received: Mutex::new(Vec::new()),
             talks: Mutex::new(HashMap::new()),
             record_route: Mutex::new(Vec::new()),
+            notify_status: std::sync::atomic::AtomicU16::new(200),
             muted: AtomicBool::new(false),
             arrived: Condvar::new(),
             plan: Mutex::new(VecDeque::new()),
@@ -458,6 +461,12 @@ impl Phone {
     /// in front of the phone would (RFC 3261 §16.6 step 4).
     pub fn record_route(&self, values: &[String]) {
         *lock(&self.shared.record_route) = values.to_vec();
+    }
+
+    /// Answers NOTIFYs with `status` from now on (e.g. 481, as a phone that rebooted and
+    /// forgot its subscription does).
+    pub fn answer_notify_with(&self, status: u16) {
+        self.shared.notify_status.store(status, Ordering::Relaxed);
     }
 
     /// How INVITEs are answered once the plan is used up.
@@ -856,7 +865,12 @@ fn answer_request(socket: &UdpSocket, shared: &Shared, req: &SipMsg, rtp_port: u
                 .get(&req.call_id())
                 .map(|c| c.to_tag.clone())
                 .unwrap_or_else(|| unique("phtag"));
-            send(&response_to(req, 200, "OK", &tag, &[], ""));
+            let status = match method {
+                "NOTIFY" => shared.notify_status.load(Ordering::Relaxed),
+                _ => 200,
+            };
+            let reason = if status == 200 { "OK" } else { "Refused" };
+            send(&response_to(req, status, reason, &tag, &[], ""));
         }
     }
 }

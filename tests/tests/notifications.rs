@@ -468,6 +468,41 @@ fn wait_notifies(phone: &Phone, n: usize, what: &str) -> Vec<String> {
     values
 }
 
+/// RFC 6665 §4.2.2: a NOTIFY answered `481` (the phone forgot the subscription, e.g. after a
+/// reboot) ends the subscription: no NOTIFY is sent in it again.
+#[test]
+fn a_notify_answered_481_ends_the_subscription() {
+    let server = server_with_target(&[], "");
+    set_rules(&server, TARGET.0, "mwi", "notify", false).expect("rules");
+    let phone = Phone::new("127.0.0.1", server.addr).expect("phone");
+    phone.answer_notify_with(481);
+    let ok = phone.subscribe_mwi(TARGET.0, TARGET.1, 600).expect("SUBSCRIBE");
+    assert_eq!(ok.status(), Some(200), "{}", ok.text());
+    assert_eq!(wait_notifies(&phone, 1, "the initial NOTIFY"), ["0/0"]);
+    // A message for 1001 changes its mailbox: nothing more goes to the dead subscription.
+    clip_caller(&server, "5551001", CALLER_NUMBER, &clip(0))
+        .run(server.addr)
+        .expect("run caller")
+        .assert_success();
+    let id = settled_message(&server);
+    wait_delivery(&server, id, "1001", SETTLE, "notified", |d| d.state == "notified").expect("notified");
+    std::thread::sleep(Duration::from_secs(2));
+    let mut sent: Vec<(u32, Option<String>)> = phone
+        .requests("NOTIFY")
+        .iter()
+        .map(|n| (n.cseq().0, voice_message(n)))
+        .collect();
+    sent.dedup(); // a UDP retransmission is the same NOTIFY
+    assert_eq!(sent.len(), 1, "no NOTIFY after the 481: {sent:?}");
+    wait_log(
+        &server,
+        &["mwi: subscription ended", "status=481"],
+        1,
+        Duration::from_secs(5),
+    )
+    .expect("the end of the subscription is logged");
+}
+
 #[test]
 fn mwi_is_notified_again_on_register_and_after_a_delete() {
     let server = server_with_target(&[], "");

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use crate::services::registrar::auth::{AuthOutcome, DigestAuth};
 use crate::services::registrar::location::LocationService;
 use crate::stack::dialog::{Dialog, DialogEvent, DialogId, DialogTable, contact_value, new_tag};
-use crate::stack::endpoint::{SipCore, log_transaction};
+use crate::stack::endpoint::{ClientEvent, SipCore, log_transaction};
 use crate::stack::request;
 use crate::stack::router::{Incoming, Service as SipService};
 use crate::stack::sip::message::random_token;
@@ -42,6 +42,11 @@ enum Command {
     Changed(String),
     Registered(String),
     Dialog(DialogEvent),
+    /// A NOTIFY in this subscription failed: the subscription is over (RFC 6665 §4.2.2).
+    Failed {
+        id: DialogId,
+        status: Option<u16>,
+    },
 }
 
 /// A handle to the MWI service; cheap to clone.
@@ -63,6 +68,8 @@ struct Service {
     location: Arc<LocationService>,
     domain: String,
     dialog_tx: mpsc::UnboundedSender<DialogEvent>,
+    /// Back into the service's own queue (NOTIFY outcomes).
+    commands: mpsc::UnboundedSender<Command>,
     subs: HashMap<DialogId, Subscription>,
 }
 
@@ -84,6 +91,7 @@ impl Mwi {
             location,
             domain,
             dialog_tx,
+            commands: tx.clone(),
             subs: HashMap::new(),
         };
         tokio::spawn(async move {
@@ -145,6 +153,13 @@ impl Service {
                 self.on_in_dialog(key, request, source).await;
             }
             Command::Dialog(_) => {}
+            Command::Failed { id, status } => {
+                if let Some(sub) = self.subs.remove(&id) {
+                    self.dialogs.remove(&id);
+                    let status = status.map_or("timeout".to_owned(), |s| s.to_string());
+                    tracing::info!(aor = %sub.aor, %status, "mwi: subscription ended: its NOTIFY failed");
+                }
+            }
         }
     }
 
@@ -243,6 +258,31 @@ impl Service {
         format!("sip:{aor}@{}", self.domain)
     }
 
+    /// Sends a NOTIFY of `sub` and watches its outcome: a failure — no answer, or a final
+    /// response other than 2xx without Retry-After (`481`: the phone no longer knows the
+    /// subscription) — ends the subscription (RFC 6665 §4.2.2).
+    fn send_in_subscription(&self, notify: Request, sub: &Subscription) {
+        let mut responses = self.core.send_request(notify, sub.dialog.peer);
+        let (commands, id) = (self.commands.clone(), sub.dialog.id.clone());
+        tokio::spawn(async move {
+            while let Some(event) = responses.recv().await {
+                let status = match event {
+                    ClientEvent::Response(r) if r.status < 300 => {
+                        if r.status >= 200 {
+                            return;
+                        }
+                        continue;
+                    }
+                    ClientEvent::Response(r) if r.headers.contains(&HeaderName::RetryAfter) => return,
+                    ClientEvent::Response(r) => Some(r.status),
+                    ClientEvent::Timeout | ClientEvent::Failed(_) => None,
+                };
+                let _ = commands.send(Command::Failed { id, status });
+                return;
+            }
+        });
+    }
+
     async fn send_notify(&self, sub: &mut Subscription, terminated: bool) {
         let (new, old) = self.counts(&sub.aor).await;
         let remaining = sub
@@ -268,7 +308,7 @@ impl Service {
             .push(HeaderName::ContentType, "application/simple-message-summary");
         notify.body = Bytes::from(summary_body(&self.account(&sub.aor), new, old));
         tracing::info!(aor = %sub.aor, new, old, "mwi: NOTIFY");
-        self.core.send_and_forget(notify, sub.dialog.peer);
+        self.send_in_subscription(notify, sub);
     }
 
     /// NOTIFY every subscription of `aor`, and its contacts when it wants unsolicited MWI.
