@@ -1002,6 +1002,35 @@ impl Call<'_> {
         Ok(())
     }
 
+    /// Sends a re-INVITE offering our media in `direction` (`sendonly` holds the call,
+    /// `sendrecv` resumes it, RFC 3264 §8.4) and ACKs a 2xx; returns the final response.
+    pub fn reinvite(&mut self, direction: &str) -> anyhow::Result<SipMsg> {
+        let law = match self.media.map(|m| m.pt) {
+            Some(8) => Law::Pcma,
+            _ => Law::Pcmu,
+        };
+        let body = sdp(self.phone.sink.port(), law).replace("a=sendrecv", &format!("a={direction}"));
+        let contact = format!("<sip:phone@{}>", self.phone.addr);
+        let headers = [("Contact", contact.as_str()), ("Content-Type", "application/sdp")];
+        let (cseq, req) = self.request("INVITE", &headers, &body);
+        self.phone.send(req.as_bytes())?;
+        let resp = self.phone.final_response(&self.call_id, cseq, Duration::from_secs(5))?;
+        if resp.status().is_some_and(|s| (200..300).contains(&s)) {
+            let ack = format!(
+                "ACK {} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\n\
+                 CSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n",
+                self.remote_target,
+                self.phone.via(),
+                self.from,
+                self.to,
+                self.call_id
+            );
+            self.phone.send(ack.as_bytes())?;
+            lock(&self.phone.shared.acks).insert(self.call_id.clone(), ack.into_bytes());
+        }
+        Ok(resp)
+    }
+
     /// Hangs up (BYE); returns the final response.
     pub fn bye(&mut self) -> anyhow::Result<SipMsg> {
         lock(&self.phone.shared.talks).remove(&self.call_id);

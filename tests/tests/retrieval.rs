@@ -158,6 +158,61 @@ fn a_retrieval_behind_a_record_routing_proxy_keeps_the_proxy_in_the_path() {
     assert!(find_run(&payload, &sent).is_some(), "the whole message was heard");
 }
 
+/// Hold (RFC 3264 §6.1): a re-INVITE with `a=sendonly` is answered `a=recvonly` and IVM sends
+/// nothing while the call is held; after the resume (`a=sendrecv`) playback goes on where it
+/// stopped, so the listener hears the prompts and the whole message, in order, once.
+#[test]
+fn a_retrieval_on_hold_pauses_and_goes_on_where_it_stopped() {
+    let server = server("");
+    let id = missed_message(&server);
+    let phone = Phone::new("127.0.0.1", server.addr).expect("phone");
+    let mut call = phone
+        .call(
+            &retrieval_number(id),
+            "1001",
+            Some(&creds()),
+            Law::Pcmu,
+            Duration::from_secs(5),
+        )
+        .expect("retrieval call answered");
+    phone
+        .sink
+        .first_packet(Duration::from_secs(3))
+        .expect("the prompts begin");
+    std::thread::sleep(Duration::from_millis(700));
+    let hold = call.reinvite("sendonly").expect("re-INVITE to hold");
+    assert_eq!(hold.status(), Some(200), "{}", hold.text());
+    assert!(
+        hold.body_text().contains("a=recvonly\r\n"),
+        "a sendonly offer is answered recvonly:\n{}",
+        hold.text()
+    );
+    phone.sink.settle(Duration::from_millis(300), Duration::from_secs(2));
+    let before = phone.sink.packets().len();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        phone.sink.packets().len(),
+        before,
+        "no RTP to a phone that holds the call"
+    );
+    let resume = call.reinvite("sendrecv").expect("re-INVITE to resume");
+    assert_eq!(resume.status(), Some(200), "{}", resume.text());
+    assert!(resume.body_text().contains("a=sendrecv\r\n"), "{}", resume.text());
+    let sent = audio::sweep_4s();
+    wait_heard(&phone.sink, &then_menu(&sent), Law::Pcmu, HEAR).expect("the message, then the menu");
+    call.info('#').expect("INFO #");
+    wait_end(&call, &phone, "after # on the held and resumed message");
+    let payload = assert_one_stream(&phone, "retrieval held and resumed");
+    let intro = message_intro(CALLER_NUMBER, false);
+    let at = find_run(&payload, &sent).expect("the message audio, contiguous");
+    assert_eq!(
+        at,
+        intro.len(),
+        "the prompts, then the message, nothing lost or repeated"
+    );
+    assert!(payload[..at] == intro[..], "the prompts before the message are whole");
+}
+
 #[test]
 fn retrieval_plays_the_prompts_then_the_whole_stored_message() {
     let server = server("");

@@ -83,6 +83,13 @@ impl Pacer {
         Some(frame)
     }
 
+    /// Starts the schedule again from now, after the listener was not asked for frames for a
+    /// while (a call on hold): the next frame goes out at once and the cadence follows from
+    /// there, instead of a burst making up for the pause.
+    pub fn restart(&mut self) {
+        self.deadline = None;
+    }
+
     /// The paced listener (position, lag, skipped frames).
     pub fn listener(&self) -> &Listener {
         &self.listener

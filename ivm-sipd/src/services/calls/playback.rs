@@ -107,6 +107,14 @@ impl Player {
         self.played
     }
 
+    /// Playback continues after a pause (the call was on hold): the cadence restarts from now.
+    pub fn resume(&mut self) {
+        if let Source::Live { pacer, .. } = &mut self.source {
+            pacer.restart();
+        }
+        self.tick.reset();
+    }
+
     /// Skips to what is being recorded now (DTMF 1 joins the sender); false for a stored message.
     pub fn jump_to_live(&mut self) -> bool {
         match &mut self.source {

@@ -204,7 +204,8 @@ impl Ivr {
                     return Some(Played::Key(d));
                 }
                 tokio::select! {
-                    _ = tick.tick() => break,
+                    // On hold: nothing is sent and nothing is skipped.
+                    _ = tick.tick(), if !self.call.held() => break,
                     inbound = self.call.media.endpoint.recv() => if let Ok(Inbound::Dtmf(d)) = inbound { self.digits.push_back(d) },
                     ev = self.call.events.recv() => self.event(ev).await,
                 }
@@ -223,6 +224,7 @@ impl Ivr {
         let source_codec = audio.codec();
         let mut player = Player::new(audio, self.calls.fragments.clone(), self.calls.settings.catch_up_speed);
         let pt = self.call.media.neg.payload_type;
+        let mut was_held = false;
         loop {
             if self.gone {
                 return None;
@@ -230,8 +232,12 @@ impl Ivr {
             if let Some(d) = self.digits.pop_front() {
                 return Some(Played::Key(d));
             }
+            if std::mem::replace(&mut was_held, self.call.held()) && !was_held {
+                player.resume();
+            }
             tokio::select! {
-                frame = player.next() => match frame {
+                // On hold the message waits where it is (the player is not asked for frames).
+                frame = player.next(), if !self.call.held() => match frame {
                     Some(f) => {
                         let payload = source_codec.convert_frame(self.codec, &f);
                         let _ = self.call.media.endpoint.send(&self.out.next_audio(pt, &payload)).await;

@@ -51,6 +51,12 @@ pub struct Answered {
     pub events: mpsc::UnboundedReceiver<DialogEvent>,
     acked: Arc<AtomicBool>,
     ack_timeout: Arc<Notify>,
+    /// The `o=` of our SDP in this session (bumped when an answer changes).
+    session: SessionVersion,
+    /// Our last SDP.
+    sdp: Bytes,
+    /// The far end put us on hold (its offer was `sendonly` or `inactive`): send no media.
+    held: bool,
 }
 
 /// What a request inside the dialog meant for the call.
@@ -107,6 +113,7 @@ pub fn answer(
             interval = (interval * 2).min(calls2.settings.t2);
         }
     });
+    let sdp = ok.body.clone();
     Some(Answered {
         media,
         ok,
@@ -114,6 +121,9 @@ pub fn answer(
         events,
         acked,
         ack_timeout,
+        session,
+        sdp,
+        held: false,
     })
 }
 
@@ -178,6 +188,7 @@ pub async fn answer_delayed_offer(
         }
     };
     let acked = Arc::new(AtomicBool::new(true));
+    let sdp = ok.body.clone();
     let mut call = Answered {
         media: Media {
             endpoint: endpoint.clone(),
@@ -188,6 +199,9 @@ pub async fn answer_delayed_offer(
         events,
         acked,
         ack_timeout: Arc::new(Notify::new()),
+        session,
+        sdp,
+        held: false,
     };
     let Some(ack) = ack else {
         call.hang_up(calls);
@@ -232,24 +246,54 @@ impl Answered {
         self.ack_timeout.clone()
     }
 
+    /// Whether the far end has put the call on hold (then nothing is to be sent to it).
+    pub fn held(&self) -> bool {
+        self.held
+    }
+
+    /// Our answer to a new offer in the dialog (hold, resume, refresh): the media as
+    /// negotiated, in the direction RFC 3264 §6.1 asks for — `recvonly` to `sendonly`,
+    /// `inactive` to `inactive`, `sendonly` to `recvonly` — with the session version bumped
+    /// when it differs from our last SDP (§8). `None` keeps the last SDP (no usable offer).
+    fn answer_offer(&mut self, offer: &[u8]) -> Option<Bytes> {
+        let remote = sdp::parse(offer).ok()?;
+        let mut neg = self.media.neg.clone();
+        neg.direction = remote.direction.reversed();
+        self.held = !remote.direction.receives();
+        let mut body = sdp::answer(self.media.endpoint.local_addr(), &neg, &self.session);
+        if !sdp::same_content(&body, &String::from_utf8_lossy(&self.sdp)) {
+            self.session.bump();
+            body = sdp::answer(self.media.endpoint.local_addr(), &neg, &self.session);
+        }
+        self.sdp = Bytes::from(body);
+        Some(self.sdp.clone())
+    }
+
     /// Answers a request inside the dialog.
-    pub fn on_request(&self, calls: &Calls, key: &TsxKey, request: &Request, source: Peer) -> InDialog {
+    pub fn on_request(&mut self, calls: &Calls, key: &TsxKey, request: &Request, source: Peer) -> InDialog {
         match request.method {
             Method::Bye => {
                 calls.answer(key, request, request.response(200, None, ""), source);
                 InDialog::Hangup
             }
             Method::Invite | Method::Update => {
-                // Hold, resume or session refresh: the media stays as negotiated.
+                // Hold, resume or session refresh: the codec stays as negotiated.
                 let mut resp = request.response(200, None, "");
                 resp.headers.push(
                     HeaderName::Contact,
                     contact_value("ivm", calls.sip_addr(), self.dialog.peer),
                 );
+                let answer = if request.body.is_empty() {
+                    None
+                } else {
+                    self.answer_offer(&request.body)
+                };
                 if request.method == Method::Invite || !request.body.is_empty() {
                     resp.headers.push(HeaderName::ContentType, "application/sdp");
-                    resp.body = self.ok.body.clone();
+                    resp.body = answer.unwrap_or_else(|| self.sdp.clone());
                 }
+                let held = self.held;
+                tracing::info!(call_id = %self.dialog.id.call_id, held, "session changed by the far end");
                 calls.answer(key, request, resp, source);
                 InDialog::Handled
             }
