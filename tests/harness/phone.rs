@@ -463,6 +463,48 @@ impl Phone {
         *lock(&self.shared.record_route) = values.to_vec();
     }
 
+    /// Sends a re-INVITE in a call the phone answered (`call_id`), offering its media in
+    /// `direction` (`sendonly` holds, `sendrecv` resumes), and ACKs a 2xx; returns the final
+    /// response.
+    pub fn reinvite_answered(&self, call_id: &str, direction: &str) -> anyhow::Result<SipMsg> {
+        let (invite, to_tag) = {
+            let uas = lock(&self.shared.uas);
+            let call = uas
+                .get(call_id)
+                .with_context(|| format!("no answered call {call_id}"))?;
+            (call.invite.clone(), call.to_tag.clone())
+        };
+        let target = invite
+            .header("Contact")
+            .map(uri_of)
+            .context("the INVITE had no Contact")?;
+        let from = format!("{};tag={to_tag}", invite.header("To").unwrap_or_default());
+        let to = invite.header("From").unwrap_or_default().to_string();
+        let cseq = self.register_cseq.fetch_add(1, Ordering::Relaxed) + 100;
+        let law = offered_law(&invite);
+        let body = sdp(self.sink.port(), law).replace("a=sendrecv", &format!("a={direction}"));
+        let req = format!(
+            "INVITE {target} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
+             CSeq: {cseq} INVITE\r\nContact: <sip:phone@{}>\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            self.via(),
+            self.addr,
+            body.len()
+        );
+        self.send(req.as_bytes())?;
+        let resp = self.final_response(call_id, cseq, Duration::from_secs(5))?;
+        if resp.status().is_some_and(|s| (200..300).contains(&s)) {
+            let ack = format!(
+                "ACK {target} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {}\r\n\
+                 Call-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n",
+                self.via(),
+                resp.header("To").unwrap_or_default()
+            );
+            self.send(ack.as_bytes())?;
+        }
+        Ok(resp)
+    }
+
     /// Answers NOTIFYs with `status` from now on (e.g. 481, as a phone that rebooted and
     /// forgot its subscription does).
     pub fn answer_notify_with(&self, status: u16) {

@@ -468,6 +468,66 @@ fn wait_notifies(phone: &Phone, n: usize, what: &str) -> Vec<String> {
     values
 }
 
+/// A target that puts IVM's call on hold (re-INVITE `a=sendonly`, RFC 3264 §6.1) gets the
+/// answer `a=recvonly` and no RTP while held; after the resume it hears the rest: the whole
+/// message, once, in order.
+#[test]
+fn a_target_that_holds_the_call_hears_the_rest_after_resuming() {
+    let server = server_with_target(&[], "");
+    caller("5551001", CALLER_NUMBER)
+        .run(server.addr)
+        .expect("run caller")
+        .assert_success();
+    let id = settled_message(&server);
+    wait_delivery(&server, id, "1001", SETTLE, "notified", |d| d.state == "notified").expect("notified");
+    // Registering again, 1001 is called (store and forward by call) and picks up.
+    let phone = Phone::new("127.0.0.1", server.addr).expect("phone");
+    let reg = phone.register(TARGET.0, TARGET.1, 600).expect("REGISTER");
+    assert_eq!(reg.status(), Some(200), "{}", reg.text());
+    let invite = ivm_e2e::wait_for(Duration::from_secs(20), "the store-and-forward INVITE", || {
+        Ok(phone.requests("INVITE").first().cloned())
+    })
+    .expect("INVITE");
+    phone
+        .sink
+        .first_packet(Duration::from_secs(5))
+        .expect("the message begins");
+    std::thread::sleep(Duration::from_millis(500));
+    let hold = phone.reinvite_answered(&invite.call_id(), "sendonly").expect("hold");
+    assert_eq!(hold.status(), Some(200), "{}", hold.text());
+    assert!(
+        hold.body_text().contains("a=recvonly\r\n"),
+        "a sendonly offer is answered recvonly:\n{}",
+        hold.text()
+    );
+    phone.sink.settle(Duration::from_millis(300), Duration::from_secs(2));
+    let before = phone.sink.packets().len();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        phone.sink.packets().len(),
+        before,
+        "no RTP to a target that holds the call"
+    );
+    let resume = phone.reinvite_answered(&invite.call_id(), "sendrecv").expect("resume");
+    assert!(resume.body_text().contains("a=sendrecv\r\n"), "{}", resume.text());
+    let sent = ivm_e2e::audio::sweep_4s();
+    wait_heard(&phone.sink, &sent, Law::Pcmu, Duration::from_secs(15)).expect("the whole message after the resume");
+    let call_id = invite.call_id();
+    phone
+        .wait_for(Duration::from_secs(5), "BYE after the message", |m| {
+            m.is_request() && m.method() == "BYE" && m.call_id() == call_id
+        })
+        .expect("BYE");
+    let report = ivm_e2e::rtp::StreamReport::of(&phone.sink.packets(), 0);
+    assert!(
+        report.seq_gaps.is_empty() && report.duplicates == 0,
+        "{}",
+        report.summary()
+    );
+    let at = ivm_e2e::notify::find_run(&report.payload, &sent);
+    assert!(at.is_some(), "the message, contiguous and whole");
+}
+
 /// RFC 6665 §4.2.2: a NOTIFY answered `481` (the phone forgot the subscription, e.g. after a
 /// reboot) ends the subscription: no NOTIFY is sent in it again.
 #[test]

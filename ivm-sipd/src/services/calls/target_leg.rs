@@ -238,9 +238,16 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
     let mut joined = false;
     let mut complete = false;
     let mut they_hung_up = false;
+    // The target put the call on hold (RFC 3264 §6.1): the message waits where it is.
+    let (mut held, mut was_held) = (false, false);
+    let mut session = session;
+    let mut answered_direction = Direction::SendRecv;
     loop {
+        if std::mem::replace(&mut was_held, held) && !held {
+            player.resume();
+        }
         tokio::select! {
-            frame = player.next() => match frame {
+            frame = player.next(), if !held => match frame {
                 Some(f) => {
                     let payload = source_codec.convert_frame(neg.codec, &f);
                     let _ = endpoint.send(&out.next_audio(neg.payload_type, &payload)).await;
@@ -272,9 +279,19 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
                         let mut resp = request.response(200, None, "");
                         resp.headers
                             .push(HeaderName::Contact, contact_value("ivm", calls.sip_addr(), source));
+                        let mut ours = neg.clone();
+                        if let Ok(offer) = sdp::parse(&request.body) {
+                            ours.direction = offer.direction.reversed();
+                            held = !offer.direction.receives();
+                            tracing::info!(message_id = info.id, target = %label, held, "session changed by the target");
+                        }
+                        if ours.direction != answered_direction {
+                            session.bump();
+                            answered_direction = ours.direction;
+                        }
                         if request.method == Method::Invite || !request.body.is_empty() {
                             resp.headers.push(HeaderName::ContentType, "application/sdp");
-                            resp.body = Bytes::from(sdp::answer(endpoint.local_addr(), &neg, &session));
+                            resp.body = Bytes::from(sdp::answer(endpoint.local_addr(), &ours, &session));
                         }
                         calls.answer(&key, &request, resp, source);
                     }
