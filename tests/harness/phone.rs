@@ -321,6 +321,9 @@ struct Shared {
     talks: Mutex<HashMap<String, Talk>>,
     /// Record-Route values the INVITEs we send carry, as a proxy in front would add them.
     record_route: Mutex<Vec<String>>,
+    /// Request-URIs this phone no longer answers to: INVITEs for them get `404` (the contact
+    /// of an earlier run of the phone).
+    gone_contacts: Mutex<Vec<String>>,
     /// The status NOTIFYs are answered with (200 unless told otherwise).
     notify_status: std::sync::atomic::AtomicU16,
     muted: AtomicBool,
@@ -402,6 +405,7 @@ impl Phone {
             talks: Mutex::new(HashMap::new()),
             record_route: Mutex::new(Vec::new()),
             notify_status: std::sync::atomic::AtomicU16::new(200),
+            gone_contacts: Mutex::new(Vec::new()),
             muted: AtomicBool::new(false),
             arrived: Condvar::new(),
             plan: Mutex::new(VecDeque::new()),
@@ -505,6 +509,12 @@ impl Phone {
         Ok(resp)
     }
 
+    /// Answers INVITEs to `uri` with `404` from now on, as a phone that restarted and no
+    /// longer knows the Contact it had registered before.
+    pub fn forget_contact(&self, uri: &str) {
+        lock(&self.shared.gone_contacts).push(uri.to_owned());
+    }
+
     /// Answers NOTIFYs with `status` from now on (e.g. 481, as a phone that rebooted and
     /// forgot its subscription does).
     pub fn answer_notify_with(&self, status: u16) {
@@ -600,13 +610,26 @@ impl Phone {
     /// digest challenge; returns the final response.
     pub fn register(&self, number: &str, password: &str, expires: u32) -> anyhow::Result<SipMsg> {
         let contact = format!("sip:{number}@{}", self.addr);
-        let mut req = Request::register(number, &contact, Some(expires), self.server, self.addr);
-        req.set("Call-ID", &self.register_call_id);
+        self.register_contact(number, password, expires, &contact, &self.register_call_id.clone())
+    }
+
+    /// Like [`Phone::register`] with another Contact and Call-ID: what the phone sends after a
+    /// restart (a new process registers a new Contact from the same address).
+    pub fn register_contact(
+        &self,
+        number: &str,
+        password: &str,
+        expires: u32,
+        contact: &str,
+        call_id: &str,
+    ) -> anyhow::Result<SipMsg> {
+        let mut req = Request::register(number, contact, Some(expires), self.server, self.addr);
+        req.set("Call-ID", call_id);
         req.set("From", &format!("<sip:{number}@{DOMAIN}>;tag={}", unique("tag")));
         let mut cseq = self.register_cseq.fetch_add(1, Ordering::Relaxed) * 2 + 1;
         req.next_transaction(cseq);
         self.send(&req.to_bytes())?;
-        let first = self.final_response(&self.register_call_id, cseq, Duration::from_secs(5))?;
+        let first = self.final_response(call_id, cseq, Duration::from_secs(5))?;
         if first.status() != Some(401) {
             return Ok(first);
         }
@@ -622,7 +645,7 @@ impl Phone {
         )?;
         req.set("Authorization", &auth);
         self.send(&req.to_bytes())?;
-        self.final_response(&self.register_call_id, cseq, Duration::from_secs(5))
+        self.final_response(call_id, cseq, Duration::from_secs(5))
     }
 
     /// Calls `dialed` at the server as `from_user` (digest with `creds` if
@@ -851,6 +874,24 @@ fn answer_request(socket: &UdpSocket, shared: &Shared, req: &SipMsg, rtp_port: u
                         &sdp(rtp_port, law),
                     ));
                 }
+                return;
+            }
+            if lock(&shared.gone_contacts)
+                .iter()
+                .any(|u| Some(u.as_str()) == req.request_uri().as_deref())
+            {
+                let tag = unique("phtag");
+                let not_found = response_to(req, 404, "Not Found", &tag, &[], "");
+                send(&not_found);
+                uas.insert(
+                    req.call_id(),
+                    UasCall {
+                        invite: req.clone(),
+                        to_tag: tag,
+                        last_response: not_found,
+                        answered: false,
+                    },
+                );
                 return;
             }
             let answer = lock(&shared.plan).pop_front().unwrap_or(*lock(&shared.default_answer));

@@ -468,6 +468,50 @@ fn wait_notifies(phone: &Phone, n: usize, what: &str) -> Vec<String> {
     values
 }
 
+/// A phone that crashed and started again registers a new Contact from the same address; the
+/// binding of its earlier run is still there (equal q). IVM must reach the phone at the Contact
+/// it registered last: whichever it tries first, a `404` from the old Contact drops that
+/// binding, and the message is delivered.
+#[test]
+fn a_phone_that_restarted_rings_at_the_contact_it_registered_last() {
+    let server = server_with_target(&[], "");
+    let phone = Phone::new("127.0.0.1", server.addr).expect("phone");
+    let old = format!("sip:1001@{}", phone.addr);
+    let reg = phone.register(TARGET.0, TARGET.1, 600).expect("REGISTER");
+    assert_eq!(reg.status(), Some(200), "{}", reg.text());
+    // The restart: the old Contact is unknown to the new process, which registers its own.
+    phone.forget_contact(&old);
+    let new = format!("sip:1001-restarted@{}", phone.addr);
+    let reg = phone
+        .register_contact(TARGET.0, TARGET.1, 600, &new, &ivm_e2e::sip::unique("reg-after-crash-"))
+        .expect("REGISTER after the restart");
+    assert_eq!(reg.status(), Some(200), "{}", reg.text());
+    caller("5551001", CALLER_NUMBER)
+        .run(server.addr)
+        .expect("run caller")
+        .assert_success();
+    let id = settled_message(&server);
+    let invites: Vec<String> = phone
+        .requests("INVITE")
+        .iter()
+        .filter_map(|i| i.request_uri())
+        .collect();
+    assert!(invites.contains(&new), "the phone rang at its new Contact: {invites:?}");
+    wait_heard(
+        &phone.sink,
+        &ivm_e2e::audio::sweep_4s(),
+        Law::Pcmu,
+        Duration::from_secs(15),
+    )
+    .expect("the message, live, at the new Contact");
+    let d = wait_delivery(&server, id, "1001", SETTLE, "delivered", |d| d.state == "delivered").expect("delivered");
+    assert_eq!(d.sip_status, Some(200), "{d:#?}");
+    if invites.contains(&old) {
+        let rows = server.registrations("1001").expect("registrations");
+        assert_eq!(rows.len(), 1, "the binding that answered 404 is gone: {rows:?}");
+    }
+}
+
 /// A target that puts IVM's call on hold (re-INVITE `a=sendonly`, RFC 3264 §6.1) gets the
 /// answer `a=recvonly` and no RTP while held; after the resume it hears the rest: the whole
 /// message, once, in order.

@@ -125,7 +125,8 @@ pub(crate) async fn resolve(calls: &Calls, t: &Target) -> Option<Destination> {
 pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: Destination, to_sender: ToSender) {
     let started_at = unix_now_ms();
     let label = dest.label.clone();
-    let Some((request_uri, peer)) = route(&calls, &dest) else {
+    let mut candidates = routes(&calls, &dest).into_iter().peekable();
+    if candidates.peek().is_none() {
         tracing::info!(message_id = info.id, target = %label, "target not registered");
         LegEnd {
             calls: &calls,
@@ -138,7 +139,7 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
         .record(delivery::UNANSWERED, "unanswered", Some(480))
         .await;
         return;
-    };
+    }
 
     let endpoint = match calls.ports.bind(calls.settings.media_ip).await.map(RtpEndpoint::new) {
         Ok(Ok(ep)) => ep,
@@ -151,24 +152,61 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
         }
     };
     let session = SessionVersion::new();
-    let from = Caller {
-        user: &info.sender,
-        display: &info.sender,
-    };
     let subject = format!("IVM message {} from {}", info.id, info.sender);
-    let invite = build_invite(
-        &calls,
-        from,
-        &label,
-        request_uri,
-        peer,
-        &endpoint,
-        &session,
-        &subject,
-        info.ptt,
-    );
-    let call_id =
-        String::from_utf8_lossy(crate::stack::sip::SipHeaders::call_id(&invite).unwrap_or_default()).into_owned();
+    // The target's bindings in order; a phone that answers that a contact does not exist
+    // (404/410: it restarted and registered another one) loses that binding and the next is
+    // tried.
+    let (invite, peer, call_id, mut responses, ok) = loop {
+        let Some((request_uri, peer, contact)) = candidates.next() else {
+            return;
+        };
+        let from = Caller {
+            user: &info.sender,
+            display: &info.sender,
+        };
+        let invite = build_invite(
+            &calls,
+            from,
+            &label,
+            request_uri,
+            peer,
+            &endpoint,
+            &session,
+            &subject,
+            info.ptt,
+        );
+        let call_id =
+            String::from_utf8_lossy(crate::stack::sip::SipHeaders::call_id(&invite).unwrap_or_default()).into_owned();
+        let end = LegEnd {
+            calls: &calls,
+            info: &info,
+            label: &label,
+            call_id: call_id.clone(),
+            started_at,
+            answered_at: None,
+        };
+        let mut responses = calls.core.send_request(invite.clone(), peer);
+        calls.set_delivery(info.id, &label, delivery::ALERTING, None).await;
+        match ring(&calls, &invite, peer, &mut responses, calls.settings.ring_timeout).await {
+            Ringing::Answered(ok) => break (invite, peer, call_id, responses, ok),
+            Ringing::Failed { state, status, outcome } => {
+                if let (Some(404 | 410), Some(contact)) = (status, contact) {
+                    forget_binding(&calls, &label, &contact).await;
+                    if candidates.peek().is_some() {
+                        tracing::info!(message_id = info.id, target = %label, %contact, "no such contact: trying the next binding");
+                        continue;
+                    }
+                }
+                end.record(state, outcome, status).await;
+                return;
+            }
+            Ringing::GaveUp => {
+                hang_up_late_answer(calls.clone(), invite, peer, responses);
+                end.record(delivery::UNANSWERED, "unanswered", Some(408)).await;
+                return;
+            }
+        }
+    };
     let end = |answered_at| LegEnd {
         calls: &calls,
         info: &info,
@@ -176,22 +214,6 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
         call_id: call_id.clone(),
         started_at,
         answered_at,
-    };
-    let mut responses = calls.core.send_request(invite.clone(), peer);
-    calls.set_delivery(info.id, &label, delivery::ALERTING, None).await;
-
-    let outcome = ring(&calls, &invite, peer, &mut responses, calls.settings.ring_timeout).await;
-    let ok = match outcome {
-        Ringing::Answered(ok) => ok,
-        Ringing::Failed { state, status, outcome } => {
-            end(None).record(state, outcome, status).await;
-            return;
-        }
-        Ringing::GaveUp => {
-            hang_up_late_answer(calls.clone(), invite, peer, responses);
-            end(None).record(delivery::UNANSWERED, "unanswered", Some(408)).await;
-            return;
-        }
     };
     let answered_at = unix_now_ms();
     let Some(mut dialog) = Dialog::as_uac(&invite, &ok, peer, calls.sip_addr()) else {
@@ -359,21 +381,34 @@ fn on_digit(d: char, joined: &mut bool, player: &mut Player, label: &str, id: i6
 
 /// The Request-URI and next hop of a destination.
 pub(crate) fn route(calls: &Calls, dest: &Destination) -> Option<(Uri, Peer)> {
+    routes(calls, dest).into_iter().next().map(|(uri, peer, _)| (uri, peer))
+}
+
+/// Every way to reach `dest`, in the order to try them, each with the registered contact it
+/// came from (for a subscriber).
+fn routes(calls: &Calls, dest: &Destination) -> Vec<(Uri, Peer, Option<String>)> {
     match &dest.kind {
-        DestinationKind::Subscriber => {
-            let now = crate::store::unix_now();
-            let mut bindings = calls.location.lookup(&dest.label, now);
-            bindings.sort_by(|a, b| b.q.unwrap_or(1.0).total_cmp(&a.q.unwrap_or(1.0)));
-            let b = bindings.into_iter().next()?;
-            let uri = Uri::parse(b.contact.as_bytes()).ok()?;
-            Some((
-                uri,
-                Peer {
+        DestinationKind::Subscriber => calls
+            .location
+            .lookup_ordered(&dest.label, crate::store::unix_now())
+            .into_iter()
+            .filter_map(|b| {
+                let uri = Uri::parse(b.contact.as_bytes()).ok()?;
+                let peer = Peer {
                     transport: b.transport,
                     addr: b.source,
-                },
-            ))
-        }
+                };
+                Some((uri, peer, Some(b.contact)))
+            })
+            .collect(),
+        _ => route_fixed(dest).into_iter().map(|(u, p)| (u, p, None)).collect(),
+    }
+}
+
+/// A trunk or an IP address: one way.
+fn route_fixed(dest: &Destination) -> Option<(Uri, Peer)> {
+    match &dest.kind {
+        DestinationKind::Subscriber => None,
         DestinationKind::Trunk(t) => {
             let uri = Uri::Sip(SipUri::new(
                 Some(&dest.label),
@@ -398,6 +433,22 @@ pub(crate) fn route(calls: &Calls, dest: &Destination) -> Option<(Uri, Peer)> {
                 },
             ))
         }
+    }
+}
+
+/// Drops a binding whose phone said the contact does not exist, in memory and in the store.
+async fn forget_binding(calls: &Calls, aor: &str, contact: &str) {
+    let Some(change) = calls.location.drop_contact(aor, contact) else {
+        return;
+    };
+    tracing::info!(aor, contact, "binding dropped: the phone does not know this contact");
+    let now = crate::store::unix_now();
+    if let Err(e) = calls
+        .store
+        .run(move |conn| crate::store::registrations::apply(conn, &[change], now))
+        .await
+    {
+        tracing::error!(aor, error = %e, "binding removal not saved");
     }
 }
 

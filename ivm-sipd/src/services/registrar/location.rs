@@ -93,6 +93,34 @@ impl LocationService {
             .unwrap_or_default()
     }
 
+    /// The live bindings of `aor` in the order to try them: highest q first and, among equal
+    /// q, the one registered (or refreshed) last first — a phone that restarted and registered
+    /// a new Contact is reached at that one, not at the binding its crash left behind.
+    pub fn lookup_ordered(&self, aor: &str, now: i64) -> Vec<Binding> {
+        let mut bindings = self.lookup(aor, now);
+        bindings.sort_by(|a, b| {
+            let (qa, qb) = (a.q.unwrap_or(1.0), b.q.unwrap_or(1.0));
+            qb.total_cmp(&qa).then(b.expires_at.cmp(&a.expires_at))
+        });
+        bindings
+    }
+
+    /// Drops one binding (its phone answered that the contact does not exist); the change
+    /// for the store, if there was such a binding.
+    pub fn drop_contact(&self, aor: &str, contact: &str) -> Option<BindingChange> {
+        let mut map = self.lock();
+        let list = map.get_mut(aor)?;
+        let before = list.len();
+        list.retain(|b| b.contact != contact);
+        if list.is_empty() {
+            map.remove(aor);
+        }
+        (map.get(aor).map_or(0, Vec::len) < before).then(|| BindingChange::Remove {
+            aor: aor.to_owned(),
+            contact: contact.to_owned(),
+        })
+    }
+
     /// Number of AORs with at least one binding.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -206,6 +234,32 @@ mod tests {
             expires,
             q: None,
         }])
+    }
+
+    #[test]
+    fn the_contact_registered_last_is_tried_first_and_a_dead_one_can_be_dropped() {
+        let loc = LocationService::default();
+        let src: SocketAddr = "127.0.0.1:5070".parse().unwrap_or_else(|_| unreachable!());
+        let reg = |contact: &str, cid: &str, now: i64| {
+            loc.register("1001", &upd(contact, 600), cid, 1, TransportKind::Udp, src, now, |_| {})
+        };
+        assert!(reg("sip:1001@old", "run-1", 1000).is_ok());
+        assert!(reg("sip:1001@new", "run-2", 1005).is_ok());
+        let order: Vec<String> = loc
+            .lookup_ordered("1001", 1010)
+            .into_iter()
+            .map(|b| b.contact)
+            .collect();
+        assert_eq!(order, ["sip:1001@new", "sip:1001@old"]);
+        assert_eq!(
+            loc.drop_contact("1001", "sip:1001@old"),
+            Some(BindingChange::Remove {
+                aor: "1001".into(),
+                contact: "sip:1001@old".into()
+            })
+        );
+        assert_eq!(loc.drop_contact("1001", "sip:1001@old"), None, "only once");
+        assert_eq!(loc.lookup("1001", 1010).len(), 1);
     }
 
     #[test]
