@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::stack::sip::message::random_token;
 use crate::stack::sip::{HeaderName, Method, NameAddr, Request, Response, SipHeaders, Uri};
 use crate::stack::transaction::{TsxKey, new_branch};
 use crate::stack::transport::Peer;
+
+pub use crate::stack::request::{new_tag, via_value};
 
 /// A dialog's identity, seen from our side.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -191,7 +192,7 @@ impl Dialog {
         req.headers
             .push(HeaderName::Via, via_value(self.peer, self.local_addr, &new_branch()));
         req.headers
-            .push(HeaderName::MaxForwards, crate::stack::request::MAX_FORWARDS);
+            .push(HeaderName::MaxForwards, crate::stack::sip::message::MAX_FORWARDS);
         for r in &self.route_set {
             req.headers.push(HeaderName::Route, r.clone());
         }
@@ -211,14 +212,4 @@ pub fn contact_value(user: &str, local: SocketAddr, peer: Peer) -> String {
         crate::stack::transport::TransportKind::Udp => format!("<sip:{user}@{local}>"),
         crate::stack::transport::TransportKind::Tcp => format!("<sip:{user}@{local};transport=tcp>"),
     }
-}
-
-/// A Via value for a request we send on `peer`'s transport.
-pub fn via_value(peer: Peer, local: SocketAddr, branch: &str) -> String {
-    format!("SIP/2.0/{} {};branch={branch};rport", peer.transport.via_name(), local)
-}
-
-/// A fresh tag.
-pub fn new_tag() -> String {
-    random_token(8)
 }

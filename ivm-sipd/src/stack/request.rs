@@ -5,14 +5,12 @@
 
 use std::net::SocketAddr;
 
-use crate::stack::dialog::{new_tag, via_value};
 use crate::stack::sip::message::random_token;
 use crate::stack::sip::{HeaderName, Method, Request, Uri};
 use crate::stack::transaction::new_branch;
 use crate::stack::transport::Peer;
 
-/// The Max-Forwards of every request we originate (RFC 3261 §8.1.1.6).
-pub const MAX_FORWARDS: &str = "70";
+pub use crate::stack::sip::message::MAX_FORWARDS;
 
 /// A new out-of-dialog request to `uri` over `peer`'s transport, from `local`. `from` and
 /// `to` are name-addrs without tags (`"IVM" <sip:ivm@example>`); From gets a fresh tag.
@@ -27,6 +25,16 @@ pub fn out_of_dialog(method: Method, uri: Uri, from: &str, to: &str, peer: Peer,
         .push(HeaderName::CallId, format!("{}@ivm", random_token(12)));
     req.headers.push(HeaderName::CSeq, cseq);
     req
+}
+
+/// A Via value for a request we send on `peer`'s transport.
+pub fn via_value(peer: Peer, local: SocketAddr, branch: &str) -> String {
+    format!("SIP/2.0/{} {};branch={branch};rport", peer.transport.via_name(), local)
+}
+
+/// A fresh tag.
+pub fn new_tag() -> String {
+    random_token(8)
 }
 
 #[cfg(test)]

@@ -13,6 +13,9 @@ use super::name_addr::{Contact, NameAddr};
 use super::uri::Uri;
 use super::via::Via;
 
+/// The Max-Forwards of every request we originate (RFC 3261 §8.1.1.6).
+pub const MAX_FORWARDS: &str = "70";
+
 /// A request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {

@@ -148,7 +148,7 @@ impl InviteClient {
             ack.headers.push(HeaderName::Route, route.clone());
         }
         ack.headers
-            .push(HeaderName::MaxForwards, crate::stack::request::MAX_FORWARDS);
+            .push(HeaderName::MaxForwards, crate::stack::sip::message::MAX_FORWARDS);
         ack.headers.push(HeaderName::From, p.from.clone());
         if let Some(to) = resp.headers.get(&HeaderName::To) {
             ack.headers.push(HeaderName::To, to.clone());
