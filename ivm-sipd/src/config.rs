@@ -80,7 +80,8 @@ impl Default for RegistrarConfig {
             max_expires: 7200,
             default_expires: 3600,
             nonce_ttl_secs: 300,
-            auth_algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            // MD5 only: stock phones (baresip 1.0.0, SIPp) fail on a SHA-256 challenge.
+            auth_algorithms: vec![Algorithm::Md5],
         }
     }
 }

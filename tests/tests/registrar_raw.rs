@@ -58,6 +58,32 @@ fn challenge_is_md5_digest_for_ivm_local_with_qop_auth() {
     );
 }
 
+/// The shipped default offers one MD5 challenge: stock phones (baresip 1.0.0, SIPp) give up on
+/// a SHA-256 challenge instead of answering the MD5 one after it.
+#[test]
+fn the_default_challenge_is_one_md5_digest() {
+    let server = server();
+    let c = server.udp_client().expect("udp client");
+    let contact = format!("sip:1001@{}", c.local);
+    let r = c
+        .transact(&c.register_request("1001", &contact, Some(3600)), WAIT)
+        .expect("REGISTER");
+    assert_eq!(r.status, 401, "{}", r.text());
+    let algs: Vec<String> = r
+        .header_values("WWW-Authenticate")
+        .iter()
+        .map(|v| {
+            digest_params(v)
+                .expect("Digest")
+                .get("algorithm")
+                .cloned()
+                .unwrap_or_else(|| "MD5".into())
+                .to_ascii_uppercase()
+        })
+        .collect();
+    assert_eq!(algs, ["MD5"], "{}", r.text());
+}
+
 #[test]
 fn challenges_follow_configured_algorithm_order() {
     let server = Server::start_with_subscribers("[registrar]\nauth_algorithms = [\"SHA-256\", \"MD5\"]\n", &[USER])
