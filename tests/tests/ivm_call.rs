@@ -530,6 +530,12 @@ fn push_to_talk_invite_carries_auto_answer_headers() {
         "Alert-Info: {alert_info:?}\n{}",
         invite.text
     );
+    assert_eq!(
+        invite.header("Answer-Mode").as_deref().map(str::trim),
+        Some("Auto"),
+        "RFC 5373 Answer-Mode: Auto (baresip answers on it)\n{}",
+        invite.text
+    );
     assert_heard_whole_message(&t, &audio::sweep_4s(), "PTT target 1234");
     let m = the_message(&server);
     assert_complete_4s_message(&m, CALLER_NUMBER);

@@ -496,6 +496,9 @@ pub(crate) fn build_invite(
             HeaderName::Other("Alert-Info".into()),
             format!("<sip:{local}>;info=alert-autoanswer"),
         );
+        // RFC 5373, which baresip honours (it ignores the two above). Not `Require`d: a phone
+        // without it still rings.
+        req.headers.push(HeaderName::Other("Answer-Mode".into()), "Auto");
     }
     req.headers.push(HeaderName::ContentType, "application/sdp");
     req.body = Bytes::from(sdp::offer(
