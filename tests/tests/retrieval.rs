@@ -213,6 +213,48 @@ fn a_retrieval_on_hold_pauses_and_goes_on_where_it_stopped() {
     assert!(payload[..at] == intro[..], "the prompts before the message are whole");
 }
 
+/// While the menu waits for a key nothing is sent; the first packet after the wait carries a
+/// timestamp that moved on with the time that passed (and the marker bit), as RFC 3550/3551
+/// ask, so the phone's jitter buffer does not squeeze the pause out.
+#[test]
+fn rtp_timestamps_move_on_across_the_silent_wait_for_a_key() {
+    let server = server("");
+    let id = missed_message(&server);
+    let phone = Phone::new("127.0.0.1", server.addr).expect("phone");
+    let mut call = phone
+        .call(
+            &retrieval_number(id),
+            "1001",
+            Some(&creds()),
+            Law::Pcmu,
+            Duration::from_secs(5),
+        )
+        .expect("retrieval call answered");
+    let sent = audio::sweep_4s();
+    wait_heard(&phone.sink, &then_menu(&sent), Law::Pcmu, HEAR).expect("the message, then the menu");
+    // The whole menu plays, then the server waits for a key in silence.
+    phone.sink.settle(Duration::from_millis(400), Duration::from_secs(15));
+    std::thread::sleep(Duration::from_millis(1200));
+    call.info('#').expect("INFO #");
+    wait_end(&call, &phone, "after # following a silent wait");
+    let packets = phone.sink.packets();
+    let (i, gap) = packets
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| (i, w[1].arrival.duration_since(w[0].arrival)))
+        .max_by_key(|(_, d)| *d)
+        .expect("packets");
+    assert!(gap >= Duration::from_millis(1500), "the silent wait: {gap:?}");
+    let (before, after) = (&packets[i], &packets[i + 1]);
+    let ts_ms = f64::from(after.ts.wrapping_sub(before.ts)) / 8.0;
+    let wall_ms = gap.as_secs_f64() * 1000.0;
+    assert!(
+        (ts_ms - wall_ms).abs() <= 100.0,
+        "the timestamp moved {ts_ms} ms over a {wall_ms:.0} ms pause"
+    );
+    assert!(after.marker, "the first packet after the pause is marked");
+}
+
 #[test]
 fn retrieval_plays_the_prompts_then_the_whole_stored_message() {
     let server = server("");

@@ -90,6 +90,7 @@ pub async fn run(
         codec,
         digits: VecDeque::new(),
         gone: false,
+        last_sent: None,
     };
 
     let owner = match owner {
@@ -169,6 +170,8 @@ struct Ivr {
     codec: Codec,
     digits: VecDeque<char>,
     gone: bool,
+    /// When the last audio packet went out.
+    last_sent: Option<tokio::time::Instant>,
 }
 
 impl Ivr {
@@ -191,6 +194,22 @@ impl Ivr {
         }
     }
 
+    /// Sends one 20 ms frame. After a silent stretch (a wait for a key, a hold) the RTP
+    /// timestamp moves on by the time that passed and the packet is marked (RFC 3551 §4.1),
+    /// so the phone's jitter buffer sees the pause as a pause.
+    async fn send_audio(&mut self, pt: u8, frame: &[u8]) {
+        let now = tokio::time::Instant::now();
+        if let Some(last) = self.last_sent {
+            let gap_ms = now.saturating_duration_since(last).as_millis();
+            if gap_ms >= 60 {
+                let frames = u32::try_from(gap_ms / 20 - 1).unwrap_or(u32::MAX / 160);
+                self.out.skip(frames.saturating_mul(160));
+            }
+        }
+        self.last_sent = Some(now);
+        let _ = self.call.media.endpoint.send(&self.out.next_audio(pt, frame)).await;
+    }
+
     /// Sends frames (already in the call codec), paced, until done or a key is pressed.
     async fn send_frames(&mut self, frames: Vec<Bytes>) -> Option<Played> {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -210,7 +229,7 @@ impl Ivr {
                     ev = self.call.events.recv() => self.event(ev).await,
                 }
             }
-            let _ = self.call.media.endpoint.send(&self.out.next_audio(pt, &f)).await;
+            self.send_audio(pt, &f).await;
         }
         Some(Played::Finished)
     }
@@ -240,7 +259,7 @@ impl Ivr {
                 frame = player.next(), if !self.call.held() => match frame {
                     Some(f) => {
                         let payload = source_codec.convert_frame(self.codec, &f);
-                        let _ = self.call.media.endpoint.send(&self.out.next_audio(pt, &payload)).await;
+                        self.send_audio(pt, &payload).await;
                     }
                     None => return Some(Played::Finished),
                 },
