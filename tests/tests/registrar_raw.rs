@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ivm_e2e::sip::{DigestCredentials, digest_params, element_uri, header_params};
+use ivm_e2e::sip::{DigestCredentials, SipResponse, digest_params, element_uri, header_params};
 use ivm_e2e::{Server, unix_now};
 
 const WAIT: Duration = Duration::from_secs(3);
@@ -58,6 +58,21 @@ fn challenge_is_md5_digest_for_ivm_local_with_qop_auth() {
     );
 }
 
+/// The `algorithm` of each `WWW-Authenticate` challenge, in order (MD5 when absent).
+fn challenge_algorithms(r: &SipResponse) -> Vec<String> {
+    r.header_values("WWW-Authenticate")
+        .iter()
+        .map(|v| {
+            digest_params(v)
+                .expect("Digest")
+                .get("algorithm")
+                .cloned()
+                .unwrap_or_else(|| "MD5".into())
+                .to_ascii_uppercase()
+        })
+        .collect()
+}
+
 /// The shipped default offers one MD5 challenge: stock phones (baresip 1.0.0, SIPp) give up on
 /// a SHA-256 challenge instead of answering the MD5 one after it.
 #[test]
@@ -69,18 +84,7 @@ fn the_default_challenge_is_one_md5_digest() {
         .transact(&c.register_request("1001", &contact, Some(3600)), WAIT)
         .expect("REGISTER");
     assert_eq!(r.status, 401, "{}", r.text());
-    let algs: Vec<String> = r
-        .header_values("WWW-Authenticate")
-        .iter()
-        .map(|v| {
-            digest_params(v)
-                .expect("Digest")
-                .get("algorithm")
-                .cloned()
-                .unwrap_or_else(|| "MD5".into())
-                .to_ascii_uppercase()
-        })
-        .collect();
+    let algs = challenge_algorithms(&r);
     assert_eq!(algs, ["MD5"], "{}", r.text());
 }
 
@@ -94,18 +98,7 @@ fn challenges_follow_configured_algorithm_order() {
         .transact(&c.register_request("1001", &contact, Some(3600)), WAIT)
         .expect("REGISTER");
     assert_eq!(r.status, 401, "{}", r.text());
-    let algs: Vec<String> = r
-        .header_values("WWW-Authenticate")
-        .iter()
-        .map(|v| {
-            digest_params(v)
-                .expect("Digest")
-                .get("algorithm")
-                .cloned()
-                .unwrap_or_default()
-                .to_ascii_uppercase()
-        })
-        .collect();
+    let algs = challenge_algorithms(&r);
     assert_eq!(algs, ["SHA-256", "MD5"], "{}", r.text());
     // MD5 credentials still work when SHA-256 is offered first.
     let mut req = c.register_request("1001", &contact, Some(3600));

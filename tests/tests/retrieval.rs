@@ -75,6 +75,19 @@ fn missed_clip(server: &Server, audio: &[u8]) -> i64 {
     id
 }
 
+/// 1001 (digest-authenticated) calls the retrieval number of message `id`, in PCMU.
+fn retrieve(phone: &Phone, id: i64) -> Call<'_> {
+    phone
+        .call(
+            &retrieval_number(id),
+            "1001",
+            Some(&creds()),
+            Law::Pcmu,
+            Duration::from_secs(5),
+        )
+        .expect("retrieval call answered")
+}
+
 /// Asserts the call's audio is one RTP stream: one SSRC, no sequence gaps
 /// or duplicates; returns the PCMU payload in sequence order.
 fn assert_one_stream(phone: &Phone, what: &str) -> Vec<u8> {
@@ -129,15 +142,7 @@ fn a_retrieval_behind_a_record_routing_proxy_keeps_the_proxy_in_the_path() {
         "<sip:192.0.2.10;lr>".to_string(),
     ];
     phone.record_route(&rr);
-    let mut call = phone
-        .call(
-            &retrieval_number(id),
-            "1001",
-            Some(&creds()),
-            Law::Pcmu,
-            Duration::from_secs(5),
-        )
-        .expect("retrieval call answered");
+    let mut call = retrieve(&phone, id);
     assert_eq!(
         call.ok.headers_named("Record-Route"),
         rr.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -166,15 +171,7 @@ fn a_retrieval_on_hold_pauses_and_goes_on_where_it_stopped() {
     let server = server("");
     let id = missed_message(&server);
     let phone = Phone::new("127.0.0.1", server.addr).expect("phone");
-    let mut call = phone
-        .call(
-            &retrieval_number(id),
-            "1001",
-            Some(&creds()),
-            Law::Pcmu,
-            Duration::from_secs(5),
-        )
-        .expect("retrieval call answered");
+    let mut call = retrieve(&phone, id);
     phone
         .sink
         .first_packet(Duration::from_secs(3))
@@ -221,15 +218,7 @@ fn rtp_timestamps_move_on_across_the_silent_wait_for_a_key() {
     let server = server("");
     let id = missed_message(&server);
     let phone = Phone::new("127.0.0.1", server.addr).expect("phone");
-    let mut call = phone
-        .call(
-            &retrieval_number(id),
-            "1001",
-            Some(&creds()),
-            Law::Pcmu,
-            Duration::from_secs(5),
-        )
-        .expect("retrieval call answered");
+    let mut call = retrieve(&phone, id);
     let sent = audio::sweep_4s();
     wait_heard(&phone.sink, &then_menu(&sent), Law::Pcmu, HEAR).expect("the message, then the menu");
     // The whole menu plays, then the server waits for a key in silence.
@@ -261,15 +250,7 @@ fn retrieval_plays_the_prompts_then_the_whole_stored_message() {
     let id = missed_message(&server);
     let phone = Phone::new("127.0.0.1", server.addr).expect("phone");
     // A registered subscriber authenticates with digest.
-    let mut call = phone
-        .call(
-            &retrieval_number(id),
-            "1001",
-            Some(&creds()),
-            Law::Pcmu,
-            Duration::from_secs(5),
-        )
-        .expect("retrieval call answered");
+    let mut call = retrieve(&phone, id);
     assert!(
         call.media.is_some_and(|m| m.pt == 0),
         "the 200 OK answers PCMU: {}",
