@@ -158,6 +158,15 @@ impl RtpSink {
         *self.junk.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How many packets arrive in `window` once what was in flight has
+    /// landed (300 ms of quiet first): 0 for a peer that stopped sending.
+    pub fn count_during(&self, window: Duration) -> usize {
+        self.settle(Duration::from_millis(300), Duration::from_secs(2));
+        let before = self.packets().len();
+        std::thread::sleep(window);
+        self.packets().len() - before
+    }
+
     /// Waits until nothing new arrived for `quiet` (or `limit` passed) and
     /// returns what was received.
     pub fn settle(&self, quiet: Duration, limit: Duration) -> Vec<RtpPacket> {
