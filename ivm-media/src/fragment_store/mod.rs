@@ -148,7 +148,8 @@ impl FragmentStore {
     pub fn append(&self, message_id: i64, codec: Codec, frame_index: u32, payload: Bytes) {
         let shared = &self.inner.shared;
         let fpf = shared.frames_per_fragment;
-        let wrong_len = (payload.len() != FRAME_BYTES).then_some(payload.len());
+        let frame_bytes = codec.implementation().frame_bytes();
+        let wrong_len = (payload.len() != frame_bytes).then_some(payload.len());
         let payload = match wrong_len {
             Some(_) => fit_frame(&payload, codec),
             None => payload,
@@ -175,7 +176,7 @@ impl FragmentStore {
                 tracing::warn!(
                     message_id,
                     len,
-                    "fragment store: frame is not {FRAME_BYTES} bytes; padded with silence or cut \
+                    "fragment store: frame is not {frame_bytes} bytes; padded with silence or cut \
                      (warned once per message)"
                 );
             }
@@ -321,7 +322,7 @@ impl FragmentStore {
                 put(index, frame, pending_codec);
             }
         }
-        let silence = Bytes::from(vec![codec.silence(); FRAME_BYTES]);
+        let silence = Bytes::from(vec![codec.silence(); codec.implementation().frame_bytes()]);
         Ok(out.into_iter().map(|f| f.unwrap_or_else(|| silence.clone())).collect())
     }
 
@@ -368,8 +369,8 @@ impl FragmentStore {
 
 /// A payload of the wrong size, padded with silence or cut to one frame.
 fn fit_frame(payload: &[u8], codec: Codec) -> Bytes {
-    let mut frame = vec![codec.silence(); FRAME_BYTES];
-    let n = payload.len().min(FRAME_BYTES);
+    let mut frame = vec![codec.silence(); codec.implementation().frame_bytes()];
+    let n = payload.len().min(frame.len());
     frame[..n].copy_from_slice(&payload[..n]);
     Bytes::from(frame)
 }

@@ -10,7 +10,6 @@ use std::path::Path;
 use bytes::Bytes;
 
 use super::error::{FragmentStoreError, io_err};
-use super::record::FRAME_BYTES;
 use super::shared::segment_path;
 use super::{index, record};
 use crate::codec::Codec;
@@ -41,7 +40,10 @@ pub fn read_committed(
         return Ok(None);
     };
     let rows = index::rows_starting_in(&conn, index_db, message_id, 0, stored.frames)?;
-    let silence = Bytes::from(vec![stored.codec.silence(); FRAME_BYTES]);
+    let silence = Bytes::from(vec![
+        stored.codec.silence();
+        stored.codec.implementation().frame_bytes()
+    ]);
     let mut frames: Vec<Bytes> = vec![silence; stored.frames as usize];
     for row in rows {
         let path = segment_path(dir, row.segment);

@@ -24,8 +24,9 @@ use bytes::Bytes;
 
 use crate::codec::{Codec, SAMPLES_PER_FRAME};
 
-/// Bytes of one stored frame (20 ms of G.711). Shorter payloads are padded with silence,
-/// longer ones cut (with a warning).
+/// Bytes of one 20 ms G.711 frame. The store keeps each message's frames at its codec's frame
+/// length ([`crate::codec::AudioCodec::frame_bytes`]; shorter payloads are padded with silence,
+/// longer ones cut, with a warning) and every record carries that length (bytes 28–29).
 pub const FRAME_BYTES: usize = SAMPLES_PER_FRAME;
 
 pub(super) const MAGIC: [u8; 4] = *b"IVMf";

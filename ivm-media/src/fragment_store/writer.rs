@@ -21,7 +21,6 @@ use rusqlite::Connection;
 use super::config::FragmentStoreConfig;
 use super::error::{FragmentStoreError, io_err};
 use super::index::{self, IndexRow, LogPosition};
-use super::record::FRAME_BYTES;
 use super::record::{self, FLAG_FINISHED};
 use super::recovery::Recovered;
 use super::shared::{FinishState, MessageBuf, Shared, segment_path};
@@ -239,7 +238,9 @@ impl Writer {
     /// Encodes records into the buffer (rolling segments as needed) and remembers their rows.
     fn write_records(&mut self, records: Vec<OutRecord>) -> Result<(), FragmentStoreError> {
         for r in records {
-            let len = record::encoded_len(r.frames.len(), FRAME_BYTES) as u64;
+            // Each record says how long its frames are: the codec's frame length.
+            let frame_bytes = r.codec.implementation().frame_bytes();
+            let len = record::encoded_len(r.frames.len(), frame_bytes) as u64;
             let used = self.file_len + self.buf.len() as u64;
             if self.need_roll || (used > 0 && used + len > self.segment_bytes) {
                 self.roll()?;
@@ -251,7 +252,7 @@ impl Writer {
                 r.codec,
                 r.first_frame,
                 r.flags,
-                FRAME_BYTES as u16,
+                u16::try_from(frame_bytes).unwrap_or(record::MAX_FRAME_BYTES),
                 &r.frames,
             );
             self.rows.push(IndexRow {
