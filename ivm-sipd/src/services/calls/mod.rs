@@ -7,6 +7,7 @@
 
 mod context;
 pub mod events;
+mod media_session;
 pub mod playback;
 pub mod recorder;
 pub mod retrieval_leg;

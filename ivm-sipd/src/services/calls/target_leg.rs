@@ -16,6 +16,7 @@ use ivm_media::sdp::{self, Direction, SessionVersion};
 use tokio::sync::mpsc;
 
 use super::events::CallEvent;
+use super::media_session::MediaSession;
 use super::playback::{Audio, Player};
 use super::{CODECS, Calls, TELEPHONE_EVENT_PT};
 use crate::services::dial_plan::Target;
@@ -125,19 +126,20 @@ pub(crate) async fn resolve(calls: &Calls, t: &Target) -> Option<Destination> {
 pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: Destination, to_sender: ToSender) {
     let started_at = unix_now_ms();
     let label = dest.label.clone();
+    let leg_end = |call_id: &str, answered_at| LegEnd {
+        calls: &calls,
+        info: &info,
+        label: &label,
+        call_id: call_id.to_owned(),
+        started_at,
+        answered_at,
+    };
     let mut candidates = routes(&calls, &dest).into_iter().peekable();
     if candidates.peek().is_none() {
         tracing::info!(message_id = info.id, target = %label, "target not registered");
-        LegEnd {
-            calls: &calls,
-            info: &info,
-            label: &label,
-            call_id: String::new(),
-            started_at,
-            answered_at: None,
-        }
-        .record(delivery::UNANSWERED, "unanswered", Some(480))
-        .await;
+        leg_end("", None)
+            .record(delivery::UNANSWERED, "unanswered", Some(480))
+            .await;
         return;
     }
 
@@ -177,14 +179,7 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
         );
         let call_id =
             String::from_utf8_lossy(crate::stack::sip::SipHeaders::call_id(&invite).unwrap_or_default()).into_owned();
-        let end = LegEnd {
-            calls: &calls,
-            info: &info,
-            label: &label,
-            call_id: call_id.clone(),
-            started_at,
-            answered_at: None,
-        };
+        let end = leg_end(&call_id, None);
         let mut responses = calls.core.send_request(invite.clone(), peer);
         calls.set_delivery(info.id, &label, delivery::ALERTING, None).await;
         match ring(&calls, &invite, peer, &mut responses, calls.settings.ring_timeout).await {
@@ -207,14 +202,7 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
             }
         }
     };
-    let end = |answered_at| LegEnd {
-        calls: &calls,
-        info: &info,
-        label: &label,
-        call_id: call_id.clone(),
-        started_at,
-        answered_at,
-    };
+    let end = |answered_at| leg_end(&call_id, answered_at);
     let answered_at = unix_now_ms();
     let Some(mut dialog) = Dialog::as_uac(&invite, &ok, peer, calls.sip_addr()) else {
         tracing::info!(message_id = info.id, target = %label, "2xx without a usable To tag");
@@ -229,8 +217,7 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
         Ok(n) => n,
         Err(e) => {
             tracing::info!(message_id = info.id, target = %label, error = %e, "unusable SDP answer");
-            let mut rx = calls.core.send_request(dialog.request(Method::Bye), peer);
-            tokio::spawn(async move { while rx.recv().await.is_some() {} });
+            calls.core.send_and_forget(dialog.request(Method::Bye), peer);
             end(Some(answered_at))
                 .record(delivery::UNANSWERED, "failed", Some(488))
                 .await;
@@ -261,15 +248,14 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
     let mut complete = false;
     let mut they_hung_up = false;
     // The target put the call on hold (RFC 3264 §6.1): the message waits where it is.
-    let (mut held, mut was_held) = (false, false);
-    let mut session = session;
-    let mut answered_direction = Direction::SendRecv;
+    let mut media = MediaSession::new(session, invite.body.clone());
+    let mut was_held = false;
     loop {
-        if std::mem::replace(&mut was_held, held) && !held {
+        if std::mem::replace(&mut was_held, media.held()) && !media.held() {
             player.resume();
         }
         tokio::select! {
-            frame = player.next(), if !held => match frame {
+            frame = player.next(), if !media.held() => match frame {
                 Some(f) => {
                     let payload = source_codec.convert_frame(neg.codec, &f);
                     let _ = endpoint.send(&out.next_audio(neg.payload_type, &payload)).await;
@@ -298,23 +284,7 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
                         calls.answer(&key, &request, request.response(200, None, ""), source);
                     }
                     Method::Invite | Method::Update => {
-                        let mut resp = request.response(200, None, "");
-                        resp.headers
-                            .push(HeaderName::Contact, contact_value("ivm", calls.sip_addr(), source));
-                        let mut ours = neg.clone();
-                        if let Ok(offer) = sdp::parse(&request.body) {
-                            ours.direction = offer.direction.reversed();
-                            held = !offer.direction.receives();
-                            tracing::info!(message_id = info.id, target = %label, held, "session changed by the target");
-                        }
-                        if ours.direction != answered_direction {
-                            session.bump();
-                            answered_direction = ours.direction;
-                        }
-                        if request.method == Method::Invite || !request.body.is_empty() {
-                            resp.headers.push(HeaderName::ContentType, "application/sdp");
-                            resp.body = Bytes::from(sdp::answer(endpoint.local_addr(), &ours, &session));
-                        }
+                        let resp = media.reinvite_ok(&calls, &request, source, &neg, endpoint.local_addr());
                         calls.answer(&key, &request, resp, source);
                     }
                     _ => calls.answer(&key, &request, request.response(200, None, ""), source),
@@ -331,8 +301,7 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
     }
     calls.dialogs.remove(&dialog.id);
     if !they_hung_up {
-        let mut rx = calls.core.send_request(dialog.request(Method::Bye), peer);
-        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        calls.core.send_and_forget(dialog.request(Method::Bye), peer);
     }
     let state = if complete {
         delivery::DELIVERED
@@ -401,37 +370,25 @@ fn routes(calls: &Calls, dest: &Destination) -> Vec<(Uri, Peer, Option<String>)>
                 Some((uri, peer, Some(b.contact)))
             })
             .collect(),
-        _ => route_fixed(dest).into_iter().map(|(u, p)| (u, p, None)).collect(),
-    }
-}
-
-/// A trunk or an IP address: one way.
-fn route_fixed(dest: &Destination) -> Option<(Uri, Peer)> {
-    match &dest.kind {
-        DestinationKind::Subscriber => None,
         DestinationKind::Trunk(t) => {
             let uri = Uri::Sip(SipUri::new(
                 Some(&dest.label),
                 Host::from_ip(t.address.ip()),
                 Some(t.address.port()),
             ));
-            Some((
-                uri,
-                Peer {
-                    transport: t.transport,
-                    addr: t.address,
-                },
-            ))
+            let peer = Peer {
+                transport: t.transport,
+                addr: t.address,
+            };
+            vec![(uri, peer, None)]
         }
         DestinationKind::Ip(ip) => {
             let uri = Uri::Sip(SipUri::new(Some("ivm"), Host::from_ip(*ip), None));
-            Some((
-                uri,
-                Peer {
-                    transport: TransportKind::Udp,
-                    addr: SocketAddr::new(*ip, 5060),
-                },
-            ))
+            let peer = Peer {
+                transport: TransportKind::Udp,
+                addr: SocketAddr::new(*ip, 5060),
+            };
+            vec![(uri, peer, None)]
         }
     }
 }

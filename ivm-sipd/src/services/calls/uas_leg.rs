@@ -11,6 +11,7 @@ use ivm_media::endpoint::RtpEndpoint;
 use ivm_media::sdp::{self, Direction, Negotiated, SessionVersion};
 use tokio::sync::{Notify, mpsc};
 
+use super::media_session::MediaSession;
 use super::{CODECS, Calls, TELEPHONE_EVENT_PT};
 use crate::stack::dialog::{Dialog, DialogEvent, contact_value};
 use crate::stack::sip::{HeaderName, Method, Request, Response};
@@ -51,12 +52,8 @@ pub struct Answered {
     pub events: mpsc::UnboundedReceiver<DialogEvent>,
     acked: Arc<AtomicBool>,
     ack_timeout: Arc<Notify>,
-    /// The `o=` of our SDP in this session (bumped when an answer changes).
-    session: SessionVersion,
-    /// Our last SDP.
-    sdp: Bytes,
-    /// The far end put us on hold (its offer was `sendonly` or `inactive`): send no media.
-    held: bool,
+    /// Our SDP session: what we last sent, and whether the far end holds the call.
+    sdp: MediaSession,
 }
 
 /// What a request inside the dialog meant for the call.
@@ -121,9 +118,7 @@ pub fn answer(
         events,
         acked,
         ack_timeout,
-        session,
-        sdp,
-        held: false,
+        sdp: MediaSession::new(session, sdp),
     })
 }
 
@@ -199,9 +194,7 @@ pub async fn answer_delayed_offer(
         events,
         acked,
         ack_timeout: Arc::new(Notify::new()),
-        session,
-        sdp,
-        held: false,
+        sdp: MediaSession::new(session, sdp),
     };
     let Some(ack) = ack else {
         call.hang_up(calls);
@@ -248,25 +241,7 @@ impl Answered {
 
     /// Whether the far end has put the call on hold (then nothing is to be sent to it).
     pub fn held(&self) -> bool {
-        self.held
-    }
-
-    /// Our answer to a new offer in the dialog (hold, resume, refresh): the media as
-    /// negotiated, in the direction RFC 3264 §6.1 asks for — `recvonly` to `sendonly`,
-    /// `inactive` to `inactive`, `sendonly` to `recvonly` — with the session version bumped
-    /// when it differs from our last SDP (§8). `None` keeps the last SDP (no usable offer).
-    fn answer_offer(&mut self, offer: &[u8]) -> Option<Bytes> {
-        let remote = sdp::parse(offer).ok()?;
-        let mut neg = self.media.neg.clone();
-        neg.direction = remote.direction.reversed();
-        self.held = !remote.direction.receives();
-        let mut body = sdp::answer(self.media.endpoint.local_addr(), &neg, &self.session);
-        if !sdp::same_content(&body, &String::from_utf8_lossy(&self.sdp)) {
-            self.session.bump();
-            body = sdp::answer(self.media.endpoint.local_addr(), &neg, &self.session);
-        }
-        self.sdp = Bytes::from(body);
-        Some(self.sdp.clone())
+        self.sdp.held()
     }
 
     /// Answers a request inside the dialog.
@@ -277,23 +252,10 @@ impl Answered {
                 InDialog::Hangup
             }
             Method::Invite | Method::Update => {
-                // Hold, resume or session refresh: the codec stays as negotiated.
-                let mut resp = request.response(200, None, "");
-                resp.headers.push(
-                    HeaderName::Contact,
-                    contact_value("ivm", calls.sip_addr(), self.dialog.peer),
-                );
-                let answer = if request.body.is_empty() {
-                    None
-                } else {
-                    self.answer_offer(&request.body)
-                };
-                if request.method == Method::Invite || !request.body.is_empty() {
-                    resp.headers.push(HeaderName::ContentType, "application/sdp");
-                    resp.body = answer.unwrap_or_else(|| self.sdp.clone());
-                }
-                let held = self.held;
-                tracing::info!(call_id = %self.dialog.id.call_id, held, "session changed by the far end");
+                let local = self.media.endpoint.local_addr();
+                let resp = self
+                    .sdp
+                    .reinvite_ok(calls, request, self.dialog.peer, &self.media.neg, local);
                 calls.answer(key, request, resp, source);
                 InDialog::Handled
             }
