@@ -159,8 +159,6 @@ async fn start_calls(
         catch_up_speed: config.media.catch_up_speed,
         domain: config.sip.realm.clone(),
         media_ip,
-        t1: Duration::from_millis(config.sip.t1_ms),
-        t2: Duration::from_millis(config.sip.t2_ms),
         callerid_ring: Duration::from_secs(config.calls.callerid_ring_secs),
     };
     let mwi = Mwi::start(

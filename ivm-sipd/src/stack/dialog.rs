@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -45,15 +46,14 @@ pub enum DialogEvent {
     },
     /// The ACK for our 2xx.
     Ack(Request),
-    /// A CANCEL for the INVITE that is creating this call.
-    Cancelled,
 }
 
 /// Routes in-dialog requests to the owning call task.
 #[derive(Clone, Default)]
 pub struct DialogTable {
     dialogs: Arc<Mutex<HashMap<DialogId, mpsc::UnboundedSender<DialogEvent>>>>,
-    invites: Arc<Mutex<HashMap<TsxKey, mpsc::UnboundedSender<DialogEvent>>>>,
+    /// INVITE server transactions not answered yet, each with the flag a CANCEL raises.
+    invites: Arc<Mutex<HashMap<TsxKey, Arc<AtomicBool>>>>,
 }
 
 impl DialogTable {
@@ -78,18 +78,22 @@ impl DialogTable {
         }
     }
 
-    /// Remembers which call owns a pending INVITE server transaction (for CANCEL).
-    pub fn watch_invite(&self, key: TsxKey, tx: mpsc::UnboundedSender<DialogEvent>) {
-        Self::lock(&self.invites).insert(key, tx);
+    /// Watches a pending INVITE server transaction for a CANCEL: the flag is raised when one
+    /// matches it.
+    pub fn watch_invite(&self, key: TsxKey) -> Arc<AtomicBool> {
+        let flag = Arc::new(AtomicBool::new(false));
+        Self::lock(&self.invites).insert(key, flag.clone());
+        flag
     }
 
     pub fn unwatch_invite(&self, key: &TsxKey) {
         Self::lock(&self.invites).remove(key);
     }
 
+    /// A CANCEL matched this INVITE; `false` when nobody watches it.
     pub fn cancel_invite(&self, key: &TsxKey) -> bool {
-        let tx = Self::lock(&self.invites).remove(key);
-        tx.is_some_and(|tx| tx.send(DialogEvent::Cancelled).is_ok())
+        let flag = Self::lock(&self.invites).remove(key);
+        flag.inspect(|f| f.store(true, Ordering::Release)).is_some()
     }
 
     pub fn len(&self) -> usize {

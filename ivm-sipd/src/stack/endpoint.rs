@@ -57,6 +57,8 @@ pub struct SipCore {
     commands: mpsc::UnboundedSender<Command>,
     transmitter: Transmitter,
     local: SocketAddr,
+    /// The RFC 3261 timer values, for what the layers above retransmit themselves (a 2xx).
+    timers: Timers,
     /// The `Allow` value of what the router serves, set once when the router is built.
     allow: Arc<OnceLock<String>>,
 }
@@ -84,6 +86,11 @@ impl SipCore {
     /// The address the SIP transports listen on (for Via and Contact).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The timer values (T1, T2, T4) the transactions run with.
+    pub fn timers(&self) -> Timers {
+        self.timers
     }
 
     /// Answers a server transaction and logs the transaction's line.
@@ -161,6 +168,7 @@ pub fn core(
         commands: tx,
         transmitter: transmitter.clone(),
         local,
+        timers,
         allow: Arc::new(OnceLock::new()),
     };
     (

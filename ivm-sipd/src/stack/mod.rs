@@ -1,11 +1,13 @@
 //! The SIP stack (RFC 3261), knowing nothing of IVM: the message layer, the UDP/TCP
 //! transports, client and server transactions, the endpoint (core loop), the §8.2 checks, the
-//! router that offers each request to the services registered above, and dialogs.
+//! router that offers each request to the services registered above, dialogs and the INVITE
+//! session on both sides.
 
 pub mod dialog;
 pub mod digest;
 pub mod endpoint;
 pub mod inspect;
+pub mod invite;
 pub mod request;
 pub mod router;
 pub mod sip; // the message layer

@@ -20,9 +20,6 @@ use crate::services::registrar::location::LocationService;
 use crate::services::trunk::TrunkTable;
 use crate::stack::dialog::DialogTable;
 use crate::stack::endpoint::SipCore;
-use crate::stack::sip::{Request, Response};
-use crate::stack::transaction::TsxKey;
-use crate::stack::transport::Peer;
 use crate::store::StoreError;
 use crate::store::cdrs::{self, Cdr};
 use crate::store::writer::StoreHandle;
@@ -45,9 +42,6 @@ pub struct CallSettings {
     pub domain: String,
     /// The address of RTP sockets and SDP.
     pub media_ip: IpAddr,
-    /// RFC 3261 T1/T2, for 2xx retransmission.
-    pub t1: Duration,
-    pub t2: Duration,
     /// How long the smart caller-ID call rings before it is cancelled.
     pub callerid_ring: Duration,
 }
@@ -71,11 +65,6 @@ pub struct Calls {
 }
 
 impl Calls {
-    /// Answers the INVITE's server transaction and logs the transaction line.
-    pub(crate) fn answer(&self, key: &TsxKey, req: &Request, resp: Response, source: Peer) {
-        self.core.reply(key.clone(), req, resp, source);
-    }
-
     /// Sets a delivery's state, logging (not failing) on store trouble.
     pub(crate) async fn set_delivery(&self, message_id: i64, target: &str, state: &'static str, status: Option<u16>) {
         let target_owned = target.to_owned();

@@ -25,10 +25,8 @@ use super::recorder::Recorder;
 use super::target_leg::{self, MessageInfo};
 use super::uas_leg::{self, Answered, InDialog};
 use crate::services::dial_plan::{Service, Target};
-use crate::stack::dialog::DialogEvent;
-use crate::stack::sip::Request;
-use crate::stack::transaction::TsxKey;
-use crate::stack::transport::Peer;
+use crate::stack::invite::SessionEvent;
+use crate::stack::invite::server::ServerInvite;
 use crate::store::mailbox::{self, Entry, folder};
 use crate::store::messages::{self, NewMessage, delivery};
 use crate::store::subscribers;
@@ -41,16 +39,8 @@ const PIN_WAIT: Duration = Duration::from_secs(15);
 const MAX_REPLY: Duration = Duration::from_secs(120);
 
 /// Runs a retrieval or mailbox call; `caller` is the authenticated subscriber or the trunk caller.
-pub async fn run(
-    calls: Arc<Calls>,
-    key: TsxKey,
-    req: Request,
-    source: Peer,
-    tag: String,
-    caller: String,
-    service: Service,
-) {
-    let reject = |status: u16, reason: &str| calls.answer(&key, &req, req.response(status, Some(reason), &tag), source);
+pub async fn run(calls: Arc<Calls>, invite: ServerInvite, caller: String, service: Service) {
+    let reject = |status: u16, reason: &str| invite.refuse(status, reason);
     // Whose messages, and which.
     let (owner, candidates, single) = match service {
         Service::Retrieve { message_id, .. } => {
@@ -75,12 +65,13 @@ pub async fn run(
         }
         Service::Ivm { .. } => return reject(404, "Not Found"),
     };
-    let media = match uas_leg::prepare_media(&calls, &req).await {
+    let media = match uas_leg::prepare_media(&calls, invite.request()).await {
         Ok(m) => m,
         Err((status, reason)) => return reject(status, &reason),
     };
-    let Some(call) = uas_leg::answer(&calls, &key, &req, source, &tag, media) else {
-        return reject(400, "Bad Request (cannot form a dialog)");
+    let call = match uas_leg::answer(&invite, media) {
+        Ok(call) => call,
+        Err(e) => return tracing::info!(reason = %e, "retrieval call not answered"),
     };
     let codec = call.media.neg.codec;
     let mut ivr = Ivr {
@@ -176,21 +167,21 @@ struct Ivr {
 
 impl Ivr {
     /// Handles one event of the call while something plays or waits.
-    async fn event(&mut self, ev: Option<DialogEvent>) {
+    async fn event(&mut self, ev: SessionEvent) {
         match ev {
-            Some(DialogEvent::Ack(_)) => self.call.acked(),
-            Some(DialogEvent::Request { key, request, source }) => {
-                match self.call.on_request(&self.calls, &key, &request, source) {
-                    InDialog::Hangup => {
-                        self.gone = true;
-                        self.calls.dialogs.remove(&self.call.dialog.id);
-                    }
+            SessionEvent::Ack(_) => {}
+            SessionEvent::Request { key, request, source } => {
+                match self.call.on_request(&self.calls, key, &request, source) {
+                    InDialog::Hangup => self.gone = true,
                     InDialog::Digit(d) => self.digits.push_back(d),
                     InDialog::Handled => {}
                 }
             }
-            Some(DialogEvent::Cancelled) => {}
-            None => self.gone = true,
+            SessionEvent::AckTimeout => {
+                tracing::info!("retrieval: no ACK for our 200: ending the call");
+                self.hang_up();
+            }
+            SessionEvent::Closed => self.gone = true,
         }
     }
 
@@ -226,7 +217,7 @@ impl Ivr {
                     // On hold: nothing is sent and nothing is skipped.
                     _ = tick.tick(), if !self.call.held() => break,
                     inbound = self.call.media.endpoint.recv() => if let Ok(Inbound::Dtmf(d)) = inbound { self.digits.push_back(d) },
-                    ev = self.call.events.recv() => self.event(ev).await,
+                    ev = self.call.session.next() => self.event(ev).await,
                 }
             }
             self.send_audio(pt, &f).await;
@@ -264,7 +255,7 @@ impl Ivr {
                     None => return Some(Played::Finished),
                 },
                 inbound = self.call.media.endpoint.recv() => if let Ok(Inbound::Dtmf(d)) = inbound { self.digits.push_back(d) },
-                ev = self.call.events.recv() => self.event(ev).await,
+                ev = self.call.session.next() => self.event(ev).await,
             }
         }
     }
@@ -283,7 +274,7 @@ impl Ivr {
             tokio::select! {
                 _ = &mut deadline => return None,
                 inbound = self.call.media.endpoint.recv() => if let Ok(Inbound::Dtmf(d)) = inbound { self.digits.push_back(d) },
-                ev = self.call.events.recv() => self.event(ev).await,
+                ev = self.call.session.next() => self.event(ev).await,
             }
         }
     }
@@ -445,7 +436,7 @@ impl Ivr {
             sender: owner.to_owned(),
             kind: "ivm".into(),
             codec: self.codec.name().into(),
-            call_id: self.call.dialog.id.call_id.clone(),
+            call_id: self.call.session.dialog.id.call_id.clone(),
             targets: vec![dest.label.clone()],
         };
         let Ok(message_id) = self.calls.store.run(move |conn| messages::create(conn, &new)).await else {
@@ -470,7 +461,7 @@ impl Ivr {
                     Ok(Inbound::Dtmf('#')) => break,
                     _ => {}
                 },
-                ev = self.call.events.recv() => {
+                ev = self.call.session.next() => {
                     self.event(ev).await;
                     if self.gone || self.digits.contains(&'#') {
                         self.digits.clear();
@@ -498,7 +489,7 @@ impl Ivr {
 
     fn hang_up(&mut self) {
         if !self.gone {
-            self.call.hang_up(&self.calls);
+            self.call.hang_up();
             self.gone = true;
         }
     }

@@ -20,10 +20,9 @@ use super::target_leg::{self, MessageInfo};
 use super::uas_leg::{self, InDialog};
 use crate::services::dial_plan::{Service, Target};
 use crate::services::registrar::auth::AuthOutcome;
-use crate::stack::dialog::{DialogEvent, new_tag};
-use crate::stack::sip::{Request, SipHeaders};
-use crate::stack::transaction::TsxKey;
-use crate::stack::transport::Peer;
+use crate::stack::invite::SessionEvent;
+use crate::stack::invite::server::ServerInvite;
+use crate::stack::sip::SipHeaders;
 use crate::store::cdrs::Cdr;
 use crate::store::messages::{self, NewMessage, unix_now_ms};
 
@@ -31,12 +30,11 @@ use crate::store::messages::{self, NewMessage, unix_now_ms};
 const RTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the sender's leg from INVITE to hang-up.
-pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
+pub async fn run(calls: Arc<Calls>, invite: ServerInvite) {
     let started_at = unix_now_ms();
-    let tag = new_tag();
-    let reject = |status: u16, reason: &str| {
-        calls.answer(&key, &req, req.response(status, Some(reason), &tag), source);
-    };
+    let req = invite.request().clone();
+    let source = invite.source();
+    let reject = |status: u16, reason: &str| invite.refuse(status, reason);
 
     // Who is calling.
     let from_user = req
@@ -52,8 +50,7 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
         match calls.auth.check(&req, from_user.as_deref()).await {
             Ok(AuthOutcome::Ok(user)) => user,
             Ok(AuthOutcome::Challenge { stale }) => {
-                let resp = calls.auth.challenge(&req, stale);
-                return calls.answer(&key, &req, resp, source);
+                return invite.respond(calls.auth.challenge(&req, stale));
             }
             Ok(AuthOutcome::Forbidden) => return reject(403, "Forbidden"),
             Err(e) => {
@@ -71,7 +68,7 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
     let (ptt, targets) = match calls.dial_plan.resolve(&dialed) {
         Ok(Service::Ivm { ptt, targets, .. }) => (ptt, targets),
         Ok(service @ (Service::Retrieve { .. } | Service::Mailbox)) => {
-            return super::retrieval_leg::run(calls, key, req, source, tag, caller, service).await;
+            return super::retrieval_leg::run(calls, invite, caller, service).await;
         }
         Err(e) => return reject(e.status(), &e.reason()),
     };
@@ -85,7 +82,7 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
 
     // Answer at once (our offer in the 200 when the INVITE had none), then the message.
     let mut call = if req.body.is_empty() {
-        match uas_leg::answer_delayed_offer(&calls, &key, &req, source, &tag).await {
+        match uas_leg::answer_delayed_offer(&calls, &invite).await {
             Ok(call) => call,
             Err((0, why)) => return tracing::info!(reason = %why, "delayed-offer call ended before media"),
             Err((status, reason)) => return reject(status, &reason),
@@ -95,9 +92,9 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
             Ok(m) => m,
             Err((status, reason)) => return reject(status, &reason),
         };
-        match uas_leg::answer(&calls, &key, &req, source, &tag, media) {
-            Some(call) => call,
-            None => return reject(400, "Bad Request (cannot form a dialog)"),
+        match uas_leg::answer(&invite, media) {
+            Ok(call) => call,
+            Err(e) => return tracing::info!(reason = %e, "call not answered"),
         }
     };
     let codec = call.media.neg.codec;
@@ -113,7 +110,7 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
         Ok(id) => id,
         Err(e) => {
             tracing::error!(error = %e, "call: message not created");
-            call.hang_up(&calls);
+            call.hang_up();
             return;
         }
     };
@@ -151,7 +148,6 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
     let mut liveness = tokio::time::interval(Duration::from_secs(1));
     let mut last_rtp = tokio::time::Instant::now();
     let mut hangup_by_us = true;
-    let ack_timeout = call.ack_timeout();
     loop {
         tokio::select! {
             _ = beep_tick.tick(), if beep.len() > 0 => {
@@ -170,20 +166,23 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
             Some(audio) = to_sender.recv() => {
                 let _ = endpoint.send(&out.next_audio(pt, &audio)).await;
             }
-            event = call.events.recv() => match event {
-                Some(DialogEvent::Ack(_)) => call.acked(),
-                Some(DialogEvent::Request { key, request, source }) => {
-                    if let InDialog::Hangup = call.on_request(&calls, &key, &request, source) {
+            event = call.next() => match event {
+                SessionEvent::Ack(_) => {}
+                SessionEvent::Request { key, request, source } => {
+                    if let InDialog::Hangup = call.on_request(&calls, key, &request, source) {
                         hangup_by_us = false;
                         break;
                     }
                 }
-                Some(DialogEvent::Cancelled) | None => {}
+                SessionEvent::AckTimeout => {
+                    tracing::info!(message_id, "no ACK for our 200: ending the call");
+                    break;
+                }
+                SessionEvent::Closed => {
+                    hangup_by_us = false;
+                    break;
+                }
             },
-            _ = ack_timeout.notified() => {
-                tracing::info!(message_id, "no ACK for our 200: ending the call");
-                break;
-            }
             _ = &mut record_timer => {
                 tracing::info!(message_id, "maximum message length reached");
                 break;
@@ -209,9 +208,7 @@ pub async fn run(calls: Arc<Calls>, key: TsxKey, req: Request, source: Peer) {
     }
     tracing::info!(message_id, frames, duration_ms, "IVM message recorded");
     if hangup_by_us {
-        call.hang_up(&calls);
-    } else {
-        calls.dialogs.remove(&call.dialog.id);
+        call.hang_up();
     }
     calls
         .write_cdr(Cdr {

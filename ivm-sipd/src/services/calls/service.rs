@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::context::Calls;
 use super::sender_leg;
+use crate::stack::invite::server::ServerInvite;
 use crate::stack::router::{Incoming, Service};
 use crate::stack::sip::{Method, Request};
 
@@ -27,6 +28,8 @@ impl Service for CallService {
 
     fn handle(&self, incoming: Incoming) {
         let calls = self.0.clone();
-        tokio::spawn(async move { sender_leg::run(calls, incoming.key, incoming.request, incoming.source).await });
+        // Watched for a CANCEL from here on, before anything is awaited.
+        let invite = ServerInvite::new(&calls.core, &calls.dialogs, incoming);
+        tokio::spawn(async move { sender_leg::run(calls, invite).await });
     }
 }

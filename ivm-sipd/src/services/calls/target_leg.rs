@@ -1,19 +1,17 @@
 //! One target's leg: the outbound INVITE (to the target's registered phone, a trunk, or an IP
 //! address; with the auto-answer headers for push-to-talk), ringing until the ring timeout
-//! (then CANCEL), the outcome as a delivery state — 486/600/603 `rejected`, 408/480/5xx, time-out
+//! (the stack's [`crate::stack::invite::client`] CANCELs, ACKs, hangs up a late 2xx), the outcome as a delivery state — 486/600/603 `rejected`, 408/480/5xx, time-out
 //! and the rest `unanswered` — and once answered, the message streamed from its first frame,
 //! paced, with SSRC/sequence/timestamp rewritten so the target sees one continuous stream; DTMF
 //! `1` joins the target to the sender; at the end of the message, BYE and `delivered`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use ivm_media::endpoint::{Inbound, RtpEndpoint};
 use ivm_media::rtp::OutboundStream;
 use ivm_media::sdp::{self, Direction, SessionVersion};
-use tokio::sync::mpsc;
 
 use super::events::CallEvent;
 use super::media_session::MediaSession;
@@ -21,8 +19,9 @@ use super::playback::{Audio, Player};
 use super::{CODECS, Calls, TELEPHONE_EVENT_PT};
 use crate::services::dial_plan::Target;
 use crate::services::trunk::Trunk;
-use crate::stack::dialog::{Dialog, DialogEvent, contact_value};
-use crate::stack::endpoint::ClientEvent;
+use crate::stack::dialog::contact_value;
+use crate::stack::invite::SessionEvent;
+use crate::stack::invite::client::{ClientInvite, RingOutcome};
 use crate::stack::request;
 use crate::stack::sip::{HeaderName, Host, Method, Request, SipUri, Uri};
 use crate::stack::transport::{Peer, TransportKind};
@@ -30,8 +29,6 @@ use crate::store::cdrs::Cdr;
 use crate::store::messages::{delivery, unix_now_ms};
 use crate::store::subscribers;
 
-/// How long to wait for the final response after a CANCEL.
-const CANCEL_WAIT: Duration = Duration::from_secs(32);
 /// Frames of lag at answer time above which a delivery counts as catching up.
 const LIVE_LAG_FRAMES: u32 = 10;
 
@@ -79,19 +76,6 @@ impl Destination {
             kind: DestinationKind::Ip(ip),
         }
     }
-}
-
-/// How the INVITE ended.
-pub(crate) enum Ringing {
-    Answered(crate::stack::sip::Response),
-    Failed {
-        state: &'static str,
-        status: Option<u16>,
-        outcome: &'static str,
-    },
-    /// The ring timeout passed before any provisional response, so no CANCEL may be sent; the
-    /// INVITE may still be answered.
-    GaveUp,
 }
 
 /// Audio the sender should hear (from a target that joined with DTMF 1), in the message codec.
@@ -158,7 +142,7 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
     // The target's bindings in order; a phone that answers that a contact does not exist
     // (404/410: it restarted and registered another one) loses that binding and the next is
     // tried.
-    let (invite, peer, call_id, mut responses, ok) = loop {
+    let (mut call, call_id, offer) = loop {
         let Some((request_uri, peer, contact)) = candidates.next() else {
             return;
         };
@@ -177,47 +161,44 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
             &subject,
             info.ptt,
         );
-        let call_id =
-            String::from_utf8_lossy(crate::stack::sip::SipHeaders::call_id(&invite).unwrap_or_default()).into_owned();
+        let offer = invite.body.clone();
+        let ringing = ClientInvite::send(&calls.core, &calls.dialogs, invite, peer);
+        let call_id = ringing.call_id();
         let end = leg_end(&call_id, None);
-        let mut responses = calls.core.send_request(invite.clone(), peer);
         calls.set_delivery(info.id, &label, delivery::ALERTING, None).await;
-        match ring(&calls, &invite, peer, &mut responses, calls.settings.ring_timeout).await {
-            Ringing::Answered(ok) => break (invite, peer, call_id, responses, ok),
-            Ringing::Failed { state, status, outcome } => {
-                if let (Some(404 | 410), Some(contact)) = (status, contact) {
+        match ringing.ring(calls.settings.ring_timeout).await {
+            RingOutcome::Answered(call) => break (call, call_id, offer),
+            RingOutcome::Refused { status, cancelled } => {
+                if let (404 | 410, Some(contact)) = (status, contact) {
                     forget_binding(&calls, &label, &contact).await;
                     if candidates.peek().is_some() {
                         tracing::info!(message_id = info.id, target = %label, %contact, "no such contact: trying the next binding");
                         continue;
                     }
                 }
-                end.record(state, outcome, status).await;
+                let (state, outcome) = refusal(status, cancelled);
+                end.record(state, outcome, Some(status)).await;
                 return;
             }
-            Ringing::GaveUp => {
-                hang_up_late_answer(calls.clone(), invite, peer, responses);
+            RingOutcome::NoAnswer => {
                 end.record(delivery::UNANSWERED, "unanswered", Some(408)).await;
+                return;
+            }
+            RingOutcome::Failed(e) => {
+                tracing::info!(message_id = info.id, target = %label, error = %e, "target INVITE failed");
+                end.record(delivery::UNANSWERED, "failed", None).await;
                 return;
             }
         }
     };
     let end = |answered_at| leg_end(&call_id, answered_at);
     let answered_at = unix_now_ms();
-    let Some(mut dialog) = Dialog::as_uac(&invite, &ok, peer, calls.sip_addr()) else {
-        tracing::info!(message_id = info.id, target = %label, "2xx without a usable To tag");
-        end(Some(answered_at))
-            .record(delivery::UNANSWERED, "failed", Some(ok.status))
-            .await;
-        return;
-    };
-    let ack = Bytes::from(dialog.ack(1).to_bytes());
-    calls.core.send_raw(peer, ack.clone()).await;
-    let neg = match sdp::accept_answer(&ok.body, &CODECS, TELEPHONE_EVENT_PT) {
+    let ok_status = call.response.status;
+    let neg = match sdp::accept_answer(&call.response.body, &CODECS, TELEPHONE_EVENT_PT) {
         Ok(n) => n,
         Err(e) => {
             tracing::info!(message_id = info.id, target = %label, error = %e, "unusable SDP answer");
-            calls.core.send_and_forget(dialog.request(Method::Bye), peer);
+            call.hang_up();
             end(Some(answered_at))
                 .record(delivery::UNANSWERED, "failed", Some(488))
                 .await;
@@ -226,8 +207,6 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
     };
     endpoint.set_remote(neg.remote);
     endpoint.set_telephone_event(neg.telephone_event);
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    calls.dialogs.insert(dialog.id.clone(), events_tx);
 
     let behind = match &audio {
         Audio::Live(s) => s.frames(),
@@ -238,7 +217,7 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
     } else {
         delivery::LIVE
     };
-    calls.set_delivery(info.id, &label, state, Some(ok.status)).await;
+    calls.set_delivery(info.id, &label, state, Some(ok_status)).await;
 
     // Stream the message from its first frame.
     let source_codec = audio.codec();
@@ -248,7 +227,7 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
     let mut complete = false;
     let mut they_hung_up = false;
     // The target put the call on hold (RFC 3264 §6.1): the message waits where it is.
-    let mut media = MediaSession::new(session, invite.body.clone());
+    let mut media = MediaSession::new(session, offer);
     let mut was_held = false;
     loop {
         if std::mem::replace(&mut was_held, media.held()) && !media.held() {
@@ -270,10 +249,11 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
                 }
                 _ => {}
             },
-            event = events.recv() => match event {
-                Some(DialogEvent::Request { key, request, source }) => match request.method {
+            event = call.next() => match event {
+                SessionEvent::Request { key, request, source } => match request.method {
                     Method::Bye => {
-                        calls.answer(&key, &request, request.response(200, None, ""), source);
+                        call.reply(key, &request, request.response(200, None, ""), source);
+                        call.close();
                         they_hung_up = true;
                         break;
                     }
@@ -281,27 +261,24 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
                         if let Some(d) = super::uas_leg::info_digit(&request.body) {
                             on_digit(d, &mut joined, &mut player, &label, info.id);
                         }
-                        calls.answer(&key, &request, request.response(200, None, ""), source);
+                        call.reply(key, &request, request.response(200, None, ""), source);
                     }
                     Method::Invite | Method::Update => {
                         let resp = media.reinvite_ok(&calls, &request, source, &neg, endpoint.local_addr());
-                        calls.answer(&key, &request, resp, source);
+                        call.reply(key, &request, resp, source);
                     }
-                    _ => calls.answer(&key, &request, request.response(200, None, ""), source),
+                    _ => call.reply(key, &request, request.response(200, None, ""), source),
                 },
-                Some(DialogEvent::Ack(_)) | Some(DialogEvent::Cancelled) | None => {}
-            },
-            resp = responses.recv() => {
-                // A retransmitted 2xx: our ACK was lost.
-                if let Some(ClientEvent::Response(r)) = resp && (200..300).contains(&r.status) {
-                    calls.core.send_raw(peer, ack.clone()).await;
+                SessionEvent::Closed => {
+                    they_hung_up = true;
+                    break;
                 }
-            }
+                SessionEvent::Ack(_) | SessionEvent::AckTimeout => {}
+            },
         }
     }
-    calls.dialogs.remove(&dialog.id);
     if !they_hung_up {
-        calls.core.send_and_forget(dialog.request(Method::Bye), peer);
+        call.hang_up();
     }
     let state = if complete {
         delivery::DELIVERED
@@ -309,34 +286,7 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
         delivery::UNANSWERED
     };
     tracing::info!(message_id = info.id, target = %label, frames = player.position(), state, "target leg ended");
-    end(Some(answered_at)).record(state, "answered", Some(ok.status)).await;
-}
-
-/// After giving up on an INVITE that never rang: if it is answered after all, ACK and BYE it
-/// so the target's phone does not stay in a silent call.
-pub(crate) fn hang_up_late_answer(
-    calls: Arc<Calls>,
-    invite: Request,
-    peer: Peer,
-    mut responses: mpsc::UnboundedReceiver<ClientEvent>,
-) {
-    tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
-        while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, responses.recv()).await {
-            match ev {
-                ClientEvent::Response(r) if (200..300).contains(&r.status) => {
-                    if let Some(mut dialog) = Dialog::as_uac(&invite, &r, peer, calls.sip_addr()) {
-                        calls.core.send_raw(peer, Bytes::from(dialog.ack(1).to_bytes())).await;
-                        let mut rx = calls.core.send_request(dialog.request(Method::Bye), peer);
-                        while rx.recv().await.is_some() {}
-                    }
-                    return;
-                }
-                ClientEvent::Response(r) if r.status < 200 => {}
-                _ => return,
-            }
-        }
-    });
+    end(Some(answered_at)).record(state, "answered", Some(ok_status)).await;
 }
 
 /// DTMF during playback (SPEC §3): `1` joins the sender (live audio both ways).
@@ -468,75 +418,14 @@ pub(crate) fn build_invite(
     req
 }
 
-/// Waits for the INVITE's final response; CANCELs it at the ring timeout.
-pub(crate) async fn ring(
-    calls: &Calls,
-    invite: &Request,
-    peer: Peer,
-    responses: &mut mpsc::UnboundedReceiver<ClientEvent>,
-    ring_timeout: Duration,
-) -> Ringing {
-    let ring_deadline = tokio::time::Instant::now() + ring_timeout;
-    let mut cancelled = false;
-    let mut provisional = false;
-    let mut cancel_rx: Option<mpsc::UnboundedReceiver<ClientEvent>> = None;
-    let cancel_deadline = tokio::time::Instant::now() + ring_timeout + CANCEL_WAIT;
-    loop {
-        tokio::select! {
-            ev = responses.recv() => match ev {
-                Some(ClientEvent::Response(r)) if r.status < 200 => provisional = true,
-                Some(ClientEvent::Response(r)) if r.status < 300 => return Ringing::Answered(r),
-                Some(ClientEvent::Response(r)) => {
-                    let (state, outcome) = match r.status {
-                        487 if cancelled => (delivery::UNANSWERED, "unanswered"),
-                        486 | 600 | 603 => (delivery::REJECTED, "rejected"),
-                        _ => (delivery::UNANSWERED, "unanswered"),
-                    };
-                    return Ringing::Failed { state, status: Some(r.status), outcome };
-                }
-                Some(ClientEvent::Timeout) => {
-                    return Ringing::Failed { state: delivery::UNANSWERED, status: Some(408), outcome: "unanswered" };
-                }
-                Some(ClientEvent::Failed(e)) => {
-                    tracing::info!(error = %e, "target INVITE could not be sent");
-                    return Ringing::Failed { state: delivery::UNANSWERED, status: None, outcome: "failed" };
-                }
-                None => return Ringing::Failed { state: delivery::UNANSWERED, status: None, outcome: "failed" },
-            },
-            _ = tokio::time::sleep_until(ring_deadline), if !cancelled => {
-                cancelled = true;
-                if provisional {
-                    cancel_rx = Some(calls.core.send_request(cancel_of(invite), peer));
-                } else {
-                    // RFC 3261 §9.1: no provisional yet, so no CANCEL may be sent; the INVITE
-                    // client transaction times out on its own (Timer B).
-                    return Ringing::GaveUp;
-                }
-            }
-            _ = tokio::time::sleep_until(cancel_deadline), if cancelled => {
-                return Ringing::Failed { state: delivery::UNANSWERED, status: Some(408), outcome: "unanswered" };
-            }
-            Some(_) = async { match cancel_rx.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {}
-        }
+/// The delivery state and CDR outcome of a refused INVITE: busy and declined are
+/// `rejected`; our own CANCEL's `487` and every other refusal `unanswered`.
+pub(crate) fn refusal(status: u16, cancelled: bool) -> (&'static str, &'static str) {
+    match status {
+        487 if cancelled => (delivery::UNANSWERED, "unanswered"),
+        486 | 600 | 603 => (delivery::REJECTED, "rejected"),
+        _ => (delivery::UNANSWERED, "unanswered"),
     }
-}
-
-/// The CANCEL of an INVITE we sent (RFC 3261 §9.1): same Request-URI, Call-ID, From, To, CSeq
-/// number, and the INVITE's top Via (same branch).
-pub(crate) fn cancel_of(invite: &Request) -> Request {
-    let mut req = Request::new(Method::Cancel, invite.uri.clone());
-    for name in [HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId] {
-        if let Some(v) = invite.headers.get(&name) {
-            req.headers.push(name, v.clone());
-        }
-    }
-    let seq = crate::stack::sip::SipHeaders::cseq(invite).map_or(1, |c| c.seq);
-    req.headers.push(HeaderName::CSeq, format!("{seq} CANCEL"));
-    req.headers.push(HeaderName::MaxForwards, request::MAX_FORWARDS);
-    for r in invite.headers.get_all(&HeaderName::Route) {
-        req.headers.push(HeaderName::Route, r.clone());
-    }
-    req
 }
 
 /// What a finished target leg leaves behind: its delivery state and its CDR.

@@ -80,8 +80,6 @@ pub fn calls() -> TestCalls {
             catch_up_speed: 2.0,
             domain: config.sip.realm.clone(),
             media_ip: local.ip(),
-            t1: Duration::from_millis(500),
-            t2: Duration::from_secs(4),
             callerid_ring: Duration::from_secs(1),
         },
         events,

@@ -1,20 +1,20 @@
 //! A call we receive and answer (the sender's leg, a retrieval call): the SDP answer and its
-//! RTP endpoint (`488` when nothing is common, `503` without a port), the `200 OK` retransmitted
-//! until the ACK comes (RFC 3261 §13.3.1.4; the call ends after 64·T1 without one), and the
-//! answers to requests inside the dialog (BYE, re-INVITE/UPDATE for hold and refresh, INFO).
+//! RTP endpoint (`488` when nothing is common, `503` without a port), the `200 OK` through the
+//! stack's INVITE session ([`crate::stack::invite::server`]: retransmitted until the ACK,
+//! over after 64·T1 without one), and the answers to requests inside the dialog (BYE,
+//! re-INVITE/UPDATE for hold and refresh, INFO).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use ivm_media::endpoint::RtpEndpoint;
 use ivm_media::sdp::{self, Direction, Negotiated, SessionVersion};
-use tokio::sync::{Notify, mpsc};
 
 use super::media_session::MediaSession;
 use super::{CODECS, Calls, TELEPHONE_EVENT_PT};
-use crate::stack::dialog::{Dialog, DialogEvent, contact_value};
-use crate::stack::sip::{HeaderName, Method, Request, Response};
+use crate::stack::invite::SessionEvent;
+use crate::stack::invite::server::{AcceptError, ServerInvite, ServerSession};
+use crate::stack::sip::{HeaderName, Method, Request};
 use crate::stack::transaction::TsxKey;
 use crate::stack::transport::Peer;
 
@@ -44,14 +44,11 @@ pub async fn prepare_media(calls: &Calls, req: &Request) -> Result<Media, (u16, 
     Ok(Media { endpoint, neg })
 }
 
-/// An answered call.
+/// An answered call: its media and its INVITE session (the stack retransmits our 2xx until
+/// the ACK and reports the dialog's events).
 pub struct Answered {
     pub media: Media,
-    pub ok: Response,
-    pub dialog: Dialog,
-    pub events: mpsc::UnboundedReceiver<DialogEvent>,
-    acked: Arc<AtomicBool>,
-    ack_timeout: Arc<Notify>,
+    pub session: ServerSession,
     /// Our SDP session: what we last sent, and whether the far end holds the call.
     sdp: MediaSession,
 }
@@ -66,150 +63,79 @@ pub enum InDialog {
     Handled,
 }
 
-/// Sends `200 OK` with our SDP, registers the dialog and retransmits the 200 until the ACK.
-pub fn answer(
-    calls: &Arc<Calls>,
-    key: &TsxKey,
-    req: &Request,
-    source: Peer,
-    tag: &str,
-    media: Media,
-) -> Option<Answered> {
+/// Answers `invite` with `200 OK` and our SDP answer: the stack registers the dialog and
+/// retransmits the 200 until the ACK.
+pub fn answer(invite: &ServerInvite, media: Media) -> Result<Answered, AcceptError> {
     let session = SessionVersion::new();
-    let mut ok = req.response(200, None, tag);
-    ok.headers
-        .push(HeaderName::Contact, contact_value("ivm", calls.sip_addr(), source));
-    ok.headers.push(HeaderName::Allow, calls.core.allow().to_owned());
+    let mut ok = invite.ok("ivm");
     ok.headers.push(HeaderName::ContentType, "application/sdp");
     ok.body = Bytes::from(sdp::answer(media.endpoint.local_addr(), &media.neg, &session));
-    let dialog = Dialog::as_uas(req, tag, source, calls.sip_addr())?;
-    let (events_tx, events) = mpsc::unbounded_channel();
-    calls.dialogs.insert(dialog.id.clone(), events_tx);
-    calls.answer(key, req, ok.clone(), source);
-    let acked = Arc::new(AtomicBool::new(false));
-    let ack_timeout = Arc::new(Notify::new());
-    let (calls2, bytes, acked2, timeout2) = (
-        calls.clone(),
-        Bytes::from(ok.to_bytes()),
-        acked.clone(),
-        ack_timeout.clone(),
-    );
-    tokio::spawn(async move {
-        let mut interval = calls2.settings.t1;
-        let deadline = tokio::time::Instant::now() + calls2.settings.t1 * 64;
-        loop {
-            tokio::time::sleep(interval).await;
-            if acked2.load(Ordering::Acquire) {
-                return;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                timeout2.notify_one();
-                return;
-            }
-            calls2.core.send_raw(source, bytes.clone()).await;
-            interval = (interval * 2).min(calls2.settings.t2);
-        }
-    });
-    let sdp = ok.body.clone();
-    Some(Answered {
+    let call = invite.accept(ok)?;
+    let sdp = MediaSession::new(session, call.answer.clone());
+    Ok(Answered {
         media,
-        ok,
-        dialog,
-        events,
-        acked,
-        ack_timeout,
-        sdp: MediaSession::new(session, sdp),
+        session: call,
+        sdp,
     })
 }
 
 /// Answers an INVITE that carried no offer (RFC 3261 §13.2.1, RFC 3264 §5): our offer goes in
 /// the 200 and the caller's answer comes in the ACK. Returns once the ACK arrived with a usable
-/// answer. `Err((0, _))`: the call was answered but ended without media (already hung up);
-/// any other `Err` is the status to refuse the INVITE with.
-pub async fn answer_delayed_offer(
-    calls: &Arc<Calls>,
-    key: &TsxKey,
-    req: &Request,
-    source: Peer,
-    tag: &str,
-) -> Result<Answered, (u16, String)> {
+/// answer. `Err((0, _))`: the call was answered but ended without media (already hung up, or
+/// cancelled); any other `Err` is the status to refuse the INVITE with.
+pub async fn answer_delayed_offer(calls: &Arc<Calls>, invite: &ServerInvite) -> Result<Answered, (u16, String)> {
     let endpoint = match calls.ports.bind(calls.settings.media_ip).await.map(RtpEndpoint::new) {
         Ok(Ok(ep)) => Arc::new(ep),
         _ => return Err((503, "Service Unavailable (no RTP port)".into())),
     };
     let session = SessionVersion::new();
-    let offer = sdp::offer(
+    let mut ok = invite.ok("ivm");
+    ok.headers.push(HeaderName::ContentType, "application/sdp");
+    ok.body = Bytes::from(sdp::offer(
         endpoint.local_addr(),
         &CODECS,
         TELEPHONE_EVENT_PT,
         Direction::SendRecv,
         &session,
-    );
-    let mut ok = req.response(200, None, tag);
-    ok.headers
-        .push(HeaderName::Contact, contact_value("ivm", calls.sip_addr(), source));
-    ok.headers.push(HeaderName::Allow, calls.core.allow().to_owned());
-    ok.headers.push(HeaderName::ContentType, "application/sdp");
-    ok.body = Bytes::from(offer);
-    let Some(dialog) = Dialog::as_uas(req, tag, source, calls.sip_addr()) else {
-        return Err((400, "Bad Request (cannot form a dialog)".into()));
-    };
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    calls.dialogs.insert(dialog.id.clone(), events_tx);
-    calls.answer(key, req, ok.clone(), source);
-    let bytes = Bytes::from(ok.to_bytes());
-    let mut interval = calls.settings.t1;
-    let deadline = tokio::time::Instant::now() + calls.settings.t1 * 64;
-    let mut next = tokio::time::Instant::now() + interval;
+    ));
+    let mut call = invite.accept(ok).map_err(|e| (0, e.to_string()))?;
     let ack = loop {
-        tokio::select! {
-            ev = events.recv() => match ev {
-                Some(DialogEvent::Ack(ack)) => break Some(ack),
-                Some(DialogEvent::Request { key, request, source }) if request.method == Method::Bye => {
-                    calls.answer(&key, &request, request.response(200, None, ""), source);
-                    break None;
-                }
-                Some(_) => {}
-                None => break None,
-            },
-            _ = tokio::time::sleep_until(next) => {
-                if tokio::time::Instant::now() >= deadline {
-                    break None;
-                }
-                calls.core.send_raw(source, bytes.clone()).await;
-                interval = (interval * 2).min(calls.settings.t2);
-                next = tokio::time::Instant::now() + interval;
+        match call.next().await {
+            SessionEvent::Ack(ack) => break Some(ack),
+            SessionEvent::Request { key, request, source } if request.method == Method::Bye => {
+                call.reply(key, &request, request.response(200, None, ""), source);
+                call.close();
+                return Err((0, "hung up before the ACK".into()));
             }
+            SessionEvent::Request { key, request, source } => {
+                call.reply(key, &request, request.response(491, None, ""), source);
+            }
+            SessionEvent::AckTimeout | SessionEvent::Closed => break None,
         }
     };
-    let acked = Arc::new(AtomicBool::new(true));
-    let sdp = ok.body.clone();
-    let mut call = Answered {
+    let sdp = MediaSession::new(session, call.answer.clone());
+    let mut answered = Answered {
         media: Media {
             endpoint: endpoint.clone(),
             neg: placeholder_negotiated(&endpoint),
         },
-        ok,
-        dialog,
-        events,
-        acked,
-        ack_timeout: Arc::new(Notify::new()),
-        sdp: MediaSession::new(session, sdp),
+        session: call,
+        sdp,
     };
     let Some(ack) = ack else {
-        call.hang_up(calls);
+        answered.hang_up();
         return Err((0, "no ACK".into()));
     };
     match sdp::accept_answer(&ack.body, &CODECS, TELEPHONE_EVENT_PT) {
         Ok(neg) => {
             endpoint.set_remote(neg.remote);
             endpoint.set_telephone_event(neg.telephone_event);
-            call.media.neg = neg;
-            Ok(call)
+            answered.media.neg = neg;
+            Ok(answered)
         }
         Err(e) => {
             tracing::info!(error = %e, "delayed offer: no usable answer in the ACK");
-            call.hang_up(calls);
+            answered.hang_up();
             Err((0, format!("no usable answer in the ACK ({e})")))
         }
     }
@@ -229,14 +155,9 @@ fn placeholder_negotiated(endpoint: &RtpEndpoint) -> Negotiated {
 }
 
 impl Answered {
-    /// The ACK arrived: stop retransmitting.
-    pub fn acked(&self) {
-        self.acked.store(true, Ordering::Release);
-    }
-
-    /// Notified if the ACK never comes.
-    pub fn ack_timeout(&self) -> Arc<Notify> {
-        self.ack_timeout.clone()
+    /// The next event of the call's dialog (cancel-safe).
+    pub async fn next(&mut self) -> SessionEvent {
+        self.session.next().await
     }
 
     /// Whether the far end has put the call on hold (then nothing is to be sent to it).
@@ -245,36 +166,36 @@ impl Answered {
     }
 
     /// Answers a request inside the dialog.
-    pub fn on_request(&mut self, calls: &Calls, key: &TsxKey, request: &Request, source: Peer) -> InDialog {
+    pub fn on_request(&mut self, calls: &Calls, key: TsxKey, request: &Request, source: Peer) -> InDialog {
+        let ok = request.response(200, None, "");
         match request.method {
             Method::Bye => {
-                calls.answer(key, request, request.response(200, None, ""), source);
+                self.session.reply(key, request, ok, source);
+                self.session.close();
                 InDialog::Hangup
             }
             Method::Invite | Method::Update => {
                 let local = self.media.endpoint.local_addr();
                 let resp = self
                     .sdp
-                    .reinvite_ok(calls, request, self.dialog.peer, &self.media.neg, local);
-                calls.answer(key, request, resp, source);
+                    .reinvite_ok(calls, request, self.session.dialog.peer, &self.media.neg, local);
+                self.session.reply(key, request, resp, source);
                 InDialog::Handled
             }
             Method::Info => {
-                calls.answer(key, request, request.response(200, None, ""), source);
+                self.session.reply(key, request, ok, source);
                 info_digit(&request.body).map_or(InDialog::Handled, InDialog::Digit)
             }
             _ => {
-                calls.answer(key, request, request.response(200, None, ""), source);
+                self.session.reply(key, request, ok, source);
                 InDialog::Handled
             }
         }
     }
 
-    /// Hangs up from our side and forgets the dialog.
-    pub fn hang_up(&mut self, calls: &Calls) {
-        calls.dialogs.remove(&self.dialog.id);
-        let bye = self.dialog.request(Method::Bye);
-        calls.core.send_and_forget(bye, self.dialog.peer);
+    /// Hangs up from our side (BYE) and forgets the dialog.
+    pub fn hang_up(&mut self) {
+        self.session.hang_up();
     }
 }
 

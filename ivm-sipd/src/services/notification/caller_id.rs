@@ -5,15 +5,13 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use ivm_media::endpoint::RtpEndpoint;
 use ivm_media::sdp::SessionVersion;
 
 use super::notifier::{Channel, Job, Notice};
 use crate::services::calls::Calls;
-use crate::services::calls::target_leg::{self, Caller, Destination, Ringing};
-use crate::stack::dialog::Dialog;
-use crate::stack::sip::Method;
+use crate::services::calls::target_leg::{self, Caller, Destination};
+use crate::stack::invite::client::{ClientInvite, RingOutcome};
 
 /// Announces a missed message by the caller-ID call, when the target's profile chose it (a
 /// number that is no subscriber always gets it).
@@ -74,17 +72,10 @@ pub async fn call(calls: Arc<Calls>, message_id: i64, target: String) {
         false,
     );
     tracing::info!(message_id, target, from = %number, "caller-ID call");
-    let mut responses = calls.core.send_request(invite.clone(), peer);
-    match target_leg::ring(&calls, &invite, peer, &mut responses, calls.settings.callerid_ring).await {
-        Ringing::Answered(ok) => {
-            // Answered: this call only carries the number; hang up.
-            if let Some(mut dialog) = Dialog::as_uac(&invite, &ok, peer, calls.sip_addr()) {
-                calls.core.send_raw(peer, Bytes::from(dialog.ack(1).to_bytes())).await;
-                calls.core.send_and_forget(dialog.request(Method::Bye), peer);
-            }
-        }
-        Ringing::GaveUp => target_leg::hang_up_late_answer(calls.clone(), invite, peer, responses),
-        Ringing::Failed { .. } => {}
+    let ringing = ClientInvite::send(&calls.core, &calls.dialogs, invite, peer);
+    if let RingOutcome::Answered(mut call) = ringing.ring(calls.settings.callerid_ring).await {
+        // Answered: this call only carries the number; hang up.
+        call.hang_up();
     }
 }
 
