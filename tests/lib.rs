@@ -18,6 +18,8 @@
 //! * [`audio`]: the test audio files, G.711, WAV reading.
 //! * [`ivm`]: the IVM call rig (trunks, SIPp targets and callers, the
 //!   `messages`/`cdr` admin commands).
+//! * [`baresip`]: a real phone (baresip) driven over its control socket.
+//! * [`kamailio`]: a real Kamailio running `deploy/kamailio/ivm.cfg` in front of the server.
 //! * [`phone`]: a scriptable SIP phone over UDP (register, call, INFO and
 //!   RFC 4733 keys, answers INVITEs by plan, records what it receives).
 //! * [`notify`]: delivery rows, subscriber rules, prompts and locating the
@@ -28,8 +30,12 @@
 
 #[path = "harness/audio.rs"]
 pub mod audio;
+#[path = "harness/baresip.rs"]
+pub mod baresip;
 #[path = "harness/ivm.rs"]
 pub mod ivm;
+#[path = "harness/kamailio.rs"]
+pub mod kamailio;
 #[path = "harness/notify.rs"]
 pub mod notify;
 #[path = "harness/paths.rs"]

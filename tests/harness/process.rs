@@ -104,3 +104,14 @@ pub fn which(program: &str) -> Option<std::path::PathBuf> {
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
 }
+
+/// Sends `signal` to the process group `group` (a negative pid, as kill(2) takes it), which a
+/// child started with `process_group(0)` leads.
+pub fn signal_group(group: i32, signal: i32) -> bool {
+    if group >= -1 {
+        return false;
+    }
+    // SAFETY: kill(2) has no memory-safety preconditions; the group is led by a child this
+    // process started and still owns.
+    unsafe { libc::kill(group, signal) == 0 }
+}

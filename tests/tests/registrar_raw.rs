@@ -332,3 +332,26 @@ fn responses_carry_received_and_rport() {
         "Via: {via}"
     );
 }
+
+/// RFC 3327: a REGISTER through a proxy that adds Path (and may require it) is answered with
+/// the Path echoed, and the binding keeps it for the requests to the phone.
+#[test]
+fn a_register_with_path_gets_it_back_and_the_binding_keeps_it() {
+    let server = server();
+    let c = server.udp_client().expect("udp client");
+    let contact = format!("sip:1001@{}", c.local);
+    let path = "<sip:192.0.2.10:5060;lr;received=sip:198.51.100.7:40000>";
+    let mut req = c.register_request("1001", &contact, Some(3600));
+    req.set("Path", path);
+    req.set("Require", "path");
+    let ok = c
+        .send_authenticated(&mut req, &creds(), WAIT)
+        .expect("authenticated REGISTER");
+    assert_eq!(ok.status, 200, "not refused with 420 for Require: path\n{}", ok.text());
+    assert_eq!(ok.header_values("Path"), [path], "{}", ok.text());
+    let conn = server.db().expect("db");
+    let stored: String = conn
+        .query_row("SELECT path FROM registrations WHERE aor = '1001'", [], |r| r.get(0))
+        .expect("binding row");
+    assert_eq!(stored, path);
+}

@@ -14,7 +14,7 @@ pub const ACCEPT: &str = "application/sdp";
 pub struct Capabilities {
     /// Methods served, in the order of the `Allow` header.
     pub methods: Vec<Method>,
-    /// Option tags of the extensions supported (RFC 3261 §20.37); none yet.
+    /// Option tags of the extensions supported (RFC 3261 §20.37), from the services.
     pub supported: Vec<String>,
 }
 

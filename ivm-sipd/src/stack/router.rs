@@ -42,6 +42,11 @@ pub trait Service: Send + Sync + 'static {
     fn events(&self) -> &'static [&'static str] {
         &[]
     }
+    /// SIP extensions it implements (option tags for `Supported`, RFC 3261 §19.2), so a request
+    /// that `Require`s one is not refused with `420`.
+    fn extensions(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Whether it takes this new out-of-dialog request; by default, every request of its
     /// methods that is not inside a dialog.
     fn claims(&self, request: &Request) -> bool {
@@ -104,6 +109,13 @@ impl Router {
             }
         }
         self.allow_events = events.join(", ");
+        let mut supported: Vec<String> = Vec::new();
+        for tag in self.services.iter().flat_map(|s| s.extensions()) {
+            if !supported.iter().any(|t| t.eq_ignore_ascii_case(tag)) {
+                supported.push((*tag).to_owned());
+            }
+        }
+        self.capabilities.supported = supported;
     }
 
     /// Freezes the router and announces its `Allow` on the core; the dispatcher to run.

@@ -104,6 +104,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_by_target ON deliveries (target, folder);",
     // 5: what the SMSC reported for the SMS announcing a delivery
     "ALTER TABLE deliveries ADD COLUMN sms_state TEXT;",
+    // 6: the Path of a registration (RFC 3327): the proxies a request to the phone goes through
+    "ALTER TABLE registrations ADD COLUMN path TEXT NOT NULL DEFAULT '';",
 ];
 
 /// Opens (creating when needed) the database of a data directory and migrates its schema.

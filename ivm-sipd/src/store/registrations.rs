@@ -16,6 +16,8 @@ pub struct BindingRow {
     pub cseq: u32,
     pub transport: String,
     pub source: String,
+    /// The REGISTER's Path values (RFC 3327), comma-separated, first hop first; empty without.
+    pub path: String,
 }
 
 /// A change to the registration rows.
@@ -28,10 +30,10 @@ pub enum BindingChange {
 /// Applies changes (inside the caller's transaction).
 pub fn apply(conn: &Connection, changes: &[BindingChange], now: i64) -> Result<(), StoreError> {
     let mut upsert = conn.prepare_cached(
-        "INSERT INTO registrations (aor, contact, expires_at, q, call_id, cseq, transport, source, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+        "INSERT INTO registrations (aor, contact, expires_at, q, call_id, cseq, transport, source, updated_at, path)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (aor, contact) DO UPDATE SET expires_at = ?3, q = ?4, call_id = ?5, cseq = ?6,
-             transport = ?7, source = ?8, updated_at = ?9",
+             transport = ?7, source = ?8, updated_at = ?9, path = ?10",
     )?;
     let mut delete = conn.prepare_cached("DELETE FROM registrations WHERE aor = ?1 AND contact = ?2")?;
     for c in changes {
@@ -46,7 +48,8 @@ pub fn apply(conn: &Connection, changes: &[BindingChange], now: i64) -> Result<(
                     b.cseq,
                     b.transport,
                     b.source,
-                    now
+                    now,
+                    b.path
                 ])?;
             }
             BindingChange::Remove { aor, contact } => {
@@ -61,7 +64,7 @@ pub fn apply(conn: &Connection, changes: &[BindingChange], now: i64) -> Result<(
 pub fn load(conn: &Connection, now: i64) -> Result<Vec<BindingRow>, StoreError> {
     conn.execute("DELETE FROM registrations WHERE expires_at <= ?1", [now])?;
     let mut stmt = conn.prepare(
-        "SELECT aor, contact, expires_at, q, call_id, cseq, transport, source FROM registrations ORDER BY aor",
+        "SELECT aor, contact, expires_at, q, call_id, cseq, transport, source, path FROM registrations ORDER BY aor",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(BindingRow {
@@ -73,6 +76,7 @@ pub fn load(conn: &Connection, now: i64) -> Result<Vec<BindingRow>, StoreError> 
             cseq: r.get(5)?,
             transport: r.get(6)?,
             source: r.get(7)?,
+            path: r.get(8)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

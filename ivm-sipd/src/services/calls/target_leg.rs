@@ -143,24 +143,15 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
     // (404/410: it restarted and registered another one) loses that binding and the next is
     // tried.
     let (mut call, call_id, offer) = loop {
-        let Some((request_uri, peer, contact)) = candidates.next() else {
+        let Some(hop) = candidates.next() else {
             return;
         };
+        let (peer, contact) = (hop.peer, hop.contact.clone());
         let from = Caller {
             user: &info.sender,
             display: &info.sender,
         };
-        let invite = build_invite(
-            &calls,
-            from,
-            &label,
-            request_uri,
-            peer,
-            &endpoint,
-            &session,
-            &subject,
-            info.ptt,
-        );
+        let invite = build_invite(&calls, from, &label, &hop, &endpoint, &session, &subject, info.ptt);
         let offer = invite.body.clone();
         let ringing = ClientInvite::send(&calls.core, &calls.dialogs, invite, peer);
         let call_id = ringing.call_id();
@@ -298,14 +289,24 @@ fn on_digit(d: char, joined: &mut bool, player: &mut Player, label: &str, id: i6
     }
 }
 
-/// The Request-URI and next hop of a destination.
-pub(crate) fn route(calls: &Calls, dest: &Destination) -> Option<(Uri, Peer)> {
-    routes(calls, dest).into_iter().next().map(|(uri, peer, _)| (uri, peer))
+/// One way to reach a destination: the Request-URI, where the request goes first, the
+/// registered contact it came from (for a subscriber), and the Route to put on it (a
+/// registration's Path, RFC 3327).
+#[derive(Debug, Clone)]
+pub(crate) struct Hop {
+    pub uri: Uri,
+    pub peer: Peer,
+    pub contact: Option<String>,
+    pub route: Option<String>,
 }
 
-/// Every way to reach `dest`, in the order to try them, each with the registered contact it
-/// came from (for a subscriber).
-fn routes(calls: &Calls, dest: &Destination) -> Vec<(Uri, Peer, Option<String>)> {
+/// The first way to reach `dest`.
+pub(crate) fn route(calls: &Calls, dest: &Destination) -> Option<Hop> {
+    routes(calls, dest).into_iter().next()
+}
+
+/// Every way to reach `dest`, in the order to try them.
+fn routes(calls: &Calls, dest: &Destination) -> Vec<Hop> {
     match &dest.kind {
         DestinationKind::Subscriber => calls
             .location
@@ -313,11 +314,22 @@ fn routes(calls: &Calls, dest: &Destination) -> Vec<(Uri, Peer, Option<String>)>
             .into_iter()
             .filter_map(|b| {
                 let uri = Uri::parse(b.contact.as_bytes()).ok()?;
-                let peer = Peer {
+                let flow = Peer {
                     transport: b.transport,
                     addr: b.source,
                 };
-                Some((uri, peer, Some(b.contact)))
+                // Registered through proxies: the request goes to the first of them, with
+                // the Path as its Route (RFC 3327 §5.3).
+                let (peer, route) = match b.path.is_empty() {
+                    true => (flow, None),
+                    false => (first_hop(&b.path).unwrap_or(flow), Some(b.path.clone())),
+                };
+                Some(Hop {
+                    uri,
+                    peer,
+                    contact: Some(b.contact),
+                    route,
+                })
             })
             .collect(),
         DestinationKind::Trunk(t) => {
@@ -330,7 +342,12 @@ fn routes(calls: &Calls, dest: &Destination) -> Vec<(Uri, Peer, Option<String>)>
                 transport: t.transport,
                 addr: t.address,
             };
-            vec![(uri, peer, None)]
+            vec![Hop {
+                uri,
+                peer,
+                contact: None,
+                route: None,
+            }]
         }
         DestinationKind::Ip(ip) => {
             let uri = Uri::Sip(SipUri::new(Some("ivm"), Host::from_ip(*ip), None));
@@ -338,9 +355,31 @@ fn routes(calls: &Calls, dest: &Destination) -> Vec<(Uri, Peer, Option<String>)>
                 transport: TransportKind::Udp,
                 addr: SocketAddr::new(*ip, 5060),
             };
-            vec![(uri, peer, None)]
+            vec![Hop {
+                uri,
+                peer,
+                contact: None,
+                route: None,
+            }]
         }
     }
+}
+
+/// The address of the first URI of a Path value, when it is an IP address (a name would
+/// need DNS; the registration's source address is used then).
+fn first_hop(path: &str) -> Option<Peer> {
+    let first = path.split(',').next()?.trim();
+    let addr = crate::stack::sip::NameAddr::parse(first.as_bytes()).ok()?;
+    let sip = addr.uri.as_sip()?;
+    let ip = sip.host.ip()?;
+    let transport = match sip.transport().as_deref() {
+        Some(t) if t.eq_ignore_ascii_case("tcp") => TransportKind::Tcp,
+        _ => TransportKind::Udp,
+    };
+    Some(Peer {
+        transport,
+        addr: SocketAddr::new(ip, sip.port.unwrap_or(5060)),
+    })
 }
 
 /// Drops a binding whose phone said the contact does not exist, in memory and in the store.
@@ -371,14 +410,14 @@ pub(crate) fn build_invite(
     calls: &Calls,
     from: Caller<'_>,
     label: &str,
-    request_uri: Uri,
-    peer: Peer,
+    hop: &Hop,
     endpoint: &RtpEndpoint,
     session: &SessionVersion,
     subject: &str,
     ptt: bool,
 ) -> Request {
     let local = calls.sip_addr();
+    let (request_uri, peer) = (hop.uri.clone(), hop.peer);
     let to_uri = match &request_uri {
         Uri::Sip(u) => format!("<sip:{label}@{}>", u.host),
         other => format!("<{other}>"),
@@ -390,6 +429,9 @@ pub(crate) fn build_invite(
         calls.settings.domain
     );
     let mut req = request::out_of_dialog(Method::Invite, request_uri, &from, &to_uri, peer, local);
+    if let Some(route) = &hop.route {
+        req.headers.push(HeaderName::Route, route.clone());
+    }
     req.headers.push(HeaderName::Contact, contact_value("ivm", local, peer));
     req.headers.push(HeaderName::Allow, calls.core.allow().to_owned());
     req.headers.push(HeaderName::Subject, subject.to_owned());

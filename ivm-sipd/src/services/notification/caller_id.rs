@@ -44,7 +44,7 @@ pub async fn call(calls: Arc<Calls>, message_id: i64, target: String) {
         tracing::info!(message_id, target, "caller-ID call: no way to reach the target");
         return;
     };
-    let Some((uri, peer)) = target_leg::route(&calls, &dest) else {
+    let Some(hop) = target_leg::route(&calls, &dest) else {
         tracing::info!(message_id, target, "caller-ID call: target not registered");
         return;
     };
@@ -64,15 +64,14 @@ pub async fn call(calls: Arc<Calls>, message_id: i64, target: String) {
             display: &display,
         },
         &dest.label,
-        uri,
-        peer,
+        &hop,
         &endpoint,
         &SessionVersion::new(),
         &format!("Voice message from {sender}: call {number}"),
         false,
     );
     tracing::info!(message_id, target, from = %number, "caller-ID call");
-    let ringing = ClientInvite::send(&calls.core, &calls.dialogs, invite, peer);
+    let ringing = ClientInvite::send(&calls.core, &calls.dialogs, invite, hop.peer);
     if let RingOutcome::Answered(mut call) = ringing.ring(calls.settings.callerid_ring).await {
         // Answered: this call only carries the number; hang up.
         call.hang_up();

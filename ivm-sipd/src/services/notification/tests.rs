@@ -198,7 +198,7 @@ async fn a_target_that_registers_again_is_called_once_to_hear_what_it_missed() {
     let now = crate::store::unix_now();
     let bound =
         w.t.location
-            .register("1001", &op, "reg-1", 1, TransportKind::Udp, phone, now, |_| {});
+            .register("1001", &op, "reg-1", 1, TransportKind::Udp, phone, "", now, |_| {});
     assert!(bound.is_ok(), "{bound:?}");
     let _ = w.registered.send("1001".into());
     let _ = w.registered.send("1001".into());
@@ -221,6 +221,52 @@ async fn a_target_that_registers_again_is_called_once_to_hear_what_it_missed() {
         "{invite}"
     );
     assert!(invite.contains("m=audio "), "with an SDP offer: {invite}");
+}
+
+#[tokio::test]
+async fn a_phone_registered_through_a_proxy_is_called_through_its_path() {
+    let (mut w, id) = world("call").await;
+    w.t.calls
+        .set_delivery(id, "1001", delivery::UNANSWERED, Some(480))
+        .await;
+    // The REGISTER came from the proxy at :5999; its Path names the proxy's other address.
+    let proxy: std::net::SocketAddr = "127.0.0.1:5999".parse().unwrap_or_else(|_| unreachable!());
+    let path = "<sip:127.0.0.1:5888;lr;received=sip:127.0.0.1:40000>";
+    let op = RegisterOp::Update(vec![ContactUpdate {
+        contact: "sip:1001@127.0.0.1:40000".into(),
+        expires: 3600,
+        q: None,
+    }]);
+    let now = crate::store::unix_now();
+    let bound =
+        w.t.location
+            .register("1001", &op, "reg-1", 1, TransportKind::Udp, proxy, path, now, |_| {});
+    assert!(bound.is_ok(), "{bound:?}");
+    let _ = w.registered.send("1001".into());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    let invite = loop {
+        match tokio::time::timeout_at(deadline, w.t.wire.recv()).await {
+            Ok(Some((to, bytes))) if bytes.starts_with(b"INVITE ") => {
+                break (to, String::from_utf8_lossy(&bytes).into_owned());
+            }
+            Ok(Some(_)) => {}
+            _ => panic!("no INVITE"),
+        }
+    };
+    let (to, text) = invite;
+    assert_eq!(
+        to.addr.to_string(),
+        "127.0.0.1:5888",
+        "to the first Path hop (RFC 3327 §5.3)"
+    );
+    assert!(
+        text.starts_with("INVITE sip:1001@127.0.0.1:40000 SIP/2.0\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("\r\nRoute: {path}\r\n")),
+        "the Path as Route: {text}"
+    );
 }
 
 fn missed(profile: Option<Profile>) -> Notice {

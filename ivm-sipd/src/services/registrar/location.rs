@@ -21,6 +21,9 @@ pub struct Binding {
     pub transport: TransportKind,
     /// Where the REGISTER came from (the flow to reach a phone behind NAT).
     pub source: SocketAddr,
+    /// The proxies between us and the phone (the REGISTER's Path, RFC 3327), first hop
+    /// first, as one comma-separated value; empty when the phone registered directly.
+    pub path: String,
 }
 
 /// One contact of a REGISTER, already checked: `expires` 0 removes it.
@@ -74,6 +77,7 @@ impl LocationService {
                 cseq: r.cseq,
                 transport,
                 source,
+                path: r.path,
             });
         }
         LocationService {
@@ -142,6 +146,7 @@ impl LocationService {
         cseq: u32,
         transport: TransportKind,
         source: SocketAddr,
+        path: &str,
         now: i64,
         persist: impl FnOnce(Vec<BindingChange>),
     ) -> Result<Vec<Binding>, LocationError> {
@@ -195,6 +200,7 @@ impl LocationService {
                         cseq,
                         transport,
                         source,
+                        path: path.to_owned(),
                     };
                     changes.push(BindingChange::Upsert(BindingRow {
                         aor: aor.to_owned(),
@@ -205,6 +211,7 @@ impl LocationService {
                         cseq,
                         transport: transport.via_name().to_ascii_lowercase(),
                         source: source.to_string(),
+                        path: path.to_owned(),
                     }));
                     match pos {
                         Some(i) => list[i] = b,
@@ -241,7 +248,17 @@ mod tests {
         let loc = LocationService::default();
         let src: SocketAddr = "127.0.0.1:5070".parse().unwrap_or_else(|_| unreachable!());
         let reg = |contact: &str, cid: &str, now: i64| {
-            loc.register("1001", &upd(contact, 600), cid, 1, TransportKind::Udp, src, now, |_| {})
+            loc.register(
+                "1001",
+                &upd(contact, 600),
+                cid,
+                1,
+                TransportKind::Udp,
+                src,
+                "",
+                now,
+                |_| {},
+            )
         };
         assert!(reg("sip:1001@old", "run-1", 1000).is_ok());
         assert!(reg("sip:1001@new", "run-2", 1005).is_ok());
@@ -268,7 +285,7 @@ mod tests {
         let src: SocketAddr = "127.0.0.1:5070".parse().unwrap_or_else(|_| unreachable!());
         let mut persisted = Vec::new();
         let reg = |op: &RegisterOp, cid: &str, cseq: u32, now: i64, persisted: &mut Vec<BindingChange>| {
-            loc.register("1001", op, cid, cseq, TransportKind::Udp, src, now, |c| {
+            loc.register("1001", op, cid, cseq, TransportKind::Udp, src, "", now, |c| {
                 persisted.extend(c)
             })
         };

@@ -35,6 +35,10 @@ impl Service for RegistrarService {
         &[Method::Register]
     }
 
+    fn extensions(&self) -> &'static [&'static str] {
+        &["path"]
+    }
+
     fn handle(&self, incoming: Incoming) {
         let (registrar, core) = (self.registrar.clone(), self.core.clone());
         tokio::spawn(async move {
@@ -117,6 +121,13 @@ impl Registrar {
         };
         let call_id = String::from_utf8_lossy(call_id).into_owned();
         let now = unix_now();
+        // RFC 3327: the proxies the REGISTER came through, which requests to the phone go
+        // back through; echoed in the 200.
+        let path: Vec<String> = req
+            .headers
+            .get_all(&HeaderName::Path)
+            .map(|v| String::from_utf8_lossy(v).trim().to_owned())
+            .collect();
         let mut pending = None;
         let store = &self.store;
         let result = self.location.register(
@@ -126,6 +137,7 @@ impl Registrar {
             cseq.seq,
             source.transport,
             source.addr,
+            &path.join(", "),
             now,
             |changes: Vec<BindingChange>| {
                 pending = Some(store.submit(move |conn| registrations::apply(conn, &changes, now)));
@@ -152,6 +164,9 @@ impl Registrar {
             let _ = tx.send(user.clone());
         }
         let mut resp = req.response(200, None, &tag);
+        for p in &path {
+            resp.headers.push(HeaderName::Path, p.clone());
+        }
         for b in &current {
             resp.headers.push(
                 HeaderName::Contact,

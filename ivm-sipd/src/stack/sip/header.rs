@@ -46,6 +46,7 @@ header_names! {
     MaxForwards => "Max-Forwards";
     Route => "Route";
     RecordRoute => "Record-Route";
+    Path => "Path";
     ContentLength => "Content-Length", "l";
     ContentType => "Content-Type", "c";
     ContentEncoding => "Content-Encoding", "e";
