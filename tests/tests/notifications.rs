@@ -512,6 +512,43 @@ fn a_phone_that_restarted_rings_at_the_contact_it_registered_last() {
     }
 }
 
+/// A subscriber with two phones (a desk phone registered first that only rings, a mobile
+/// registered last that picks up): both ring at once (RFC 3261 §16.7), the one that answers
+/// hears the message and the other is CANCELled. One at a time, the desk phone would have rung
+/// for the whole ring timeout (60 s here) and the mobile not at all.
+#[test]
+fn every_phone_of_a_subscriber_rings_at_once_and_the_others_are_cancelled() {
+    let server = server_with_target(&[], "[calls]\nring_timeout_secs = 60\n");
+    let mobile = Phone::new("127.0.0.1", server.addr).expect("mobile");
+    let desk = Phone::new("127.0.0.1", server.addr).expect("desk phone");
+    desk.answer_with(Answer::Ring);
+    let reg = mobile.register(TARGET.0, TARGET.1, 600).expect("REGISTER mobile");
+    assert_eq!(reg.status(), Some(200), "{}", reg.text());
+    std::thread::sleep(Duration::from_millis(1100));
+    let reg = desk.register(TARGET.0, TARGET.1, 600).expect("REGISTER desk phone");
+    assert_eq!(reg.status(), Some(200), "{}", reg.text());
+    caller("5551001", CALLER_NUMBER)
+        .run(server.addr)
+        .expect("run caller")
+        .assert_success();
+    let id = settled_message(&server);
+    wait_heard(
+        &mobile.sink,
+        &ivm_e2e::audio::sweep_4s(),
+        Law::Pcmu,
+        Duration::from_secs(15),
+    )
+    .expect("the mobile hears the message");
+    let d = wait_delivery(&server, id, "1001", SETTLE, "delivered", |d| d.state == "delivered").expect("delivered");
+    assert_eq!(d.sip_status, Some(200), "{d:#?}");
+    // Long before the 60 s ring timeout.
+    ivm_e2e::wait_for(Duration::from_secs(5), "the desk phone's CANCEL", || {
+        Ok((!desk.requests("CANCEL").is_empty()).then_some(()))
+    })
+    .expect("the desk phone is CANCELled once the mobile answered");
+    assert_eq!(desk.requests("INVITE").len(), 1, "the desk phone rang once");
+}
+
 /// A target that puts IVM's call on hold (re-INVITE `a=sendonly`, RFC 3264 §6.1) gets the
 /// answer `a=recvonly` and no RTP while held; after the resume it hears the rest: the whole
 /// message, once, in order.

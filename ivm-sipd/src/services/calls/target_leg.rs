@@ -142,45 +142,83 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
     // The target's bindings in order; a phone that answers that a contact does not exist
     // (404/410: it restarted and registered another one) loses that binding and the next is
     // tried.
-    let (mut call, call_id, offer) = loop {
-        let Some(hop) = candidates.next() else {
-            return;
-        };
-        let (peer, contact) = (hop.peer, hop.contact.clone());
+    // Every binding of the target rings at once (RFC 3261 §16.7 semantics): the first 2xx
+    // wins and the other branches are CANCELled; a contact that answers that it does not
+    // exist (404/410: the phone restarted with another one) loses its binding.
+    let hops: Vec<Hop> = candidates.collect();
+    let (stop, _) = tokio::sync::watch::channel(false);
+    let mut branches = tokio::task::JoinSet::new();
+    let mut first_call_id = String::new();
+    for hop in hops {
         let from = Caller {
             user: &info.sender,
             display: &info.sender,
         };
         let invite = build_invite(&calls, from, &label, &hop, &endpoint, &session, &subject, info.ptt);
         let offer = invite.body.clone();
-        let ringing = ClientInvite::send(&calls.core, &calls.dialogs, invite, peer);
+        let ringing = ClientInvite::send(&calls.core, &calls.dialogs, invite, hop.peer);
         let call_id = ringing.call_id();
-        let end = leg_end(&call_id, None);
-        calls.set_delivery(info.id, &label, delivery::ALERTING, None).await;
-        match ringing.ring(calls.settings.ring_timeout).await {
-            RingOutcome::Answered(call) => break (call, call_id, offer),
+        if first_call_id.is_empty() {
+            first_call_id = call_id.clone();
+        }
+        let (mut stopped, ring_timeout) = (stop.subscribe(), calls.settings.ring_timeout);
+        branches.spawn(async move {
+            let given_up = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            let outcome = ringing.ring_until(ring_timeout, given_up).await;
+            (hop, call_id, offer, outcome)
+        });
+    }
+    calls.set_delivery(info.id, &label, delivery::ALERTING, None).await;
+    let mut lost = Lost::Failed;
+    let mut winner = None;
+    while let Some(joined) = branches.join_next().await {
+        let Ok((hop, call_id, offer, outcome)) = joined else {
+            continue;
+        };
+        match outcome {
+            RingOutcome::Answered(call) => {
+                let _ = stop.send(true);
+                winner = Some((call, call_id, offer));
+                break;
+            }
             RingOutcome::Refused { status, cancelled } => {
-                if let (404 | 410, Some(contact)) = (status, contact) {
-                    forget_binding(&calls, &label, &contact).await;
-                    if candidates.peek().is_some() {
-                        tracing::info!(message_id = info.id, target = %label, %contact, "no such contact: trying the next binding");
-                        continue;
-                    }
+                if let (404 | 410, Some(contact)) = (status, &hop.contact) {
+                    tracing::info!(message_id = info.id, target = %label, %contact, "no such contact: binding dropped");
+                    forget_binding(&calls, &label, contact).await;
                 }
-                let (state, outcome) = refusal(status, cancelled);
-                end.record(state, outcome, Some(status)).await;
-                return;
+                if matches!(status, 600 | 603) {
+                    // A global refusal ends every branch (RFC 3261 §16.7 step 5).
+                    let _ = stop.send(true);
+                }
+                lost = lost.worse(Lost::Refused { status, cancelled });
             }
-            RingOutcome::NoAnswer => {
-                end.record(delivery::UNANSWERED, "unanswered", Some(408)).await;
-                return;
-            }
+            RingOutcome::NoAnswer => lost = lost.worse(Lost::NoAnswer),
             RingOutcome::Failed(e) => {
                 tracing::info!(message_id = info.id, target = %label, error = %e, "target INVITE failed");
-                end.record(delivery::UNANSWERED, "failed", None).await;
-                return;
             }
         }
+    }
+    // The branches still ringing finish on their own (CANCELled; a late 2xx is hung up).
+    tokio::spawn(async move {
+        while let Some(joined) = branches.join_next().await {
+            if let Ok((_, _, _, RingOutcome::Answered(mut late))) = joined {
+                late.hang_up();
+            }
+        }
+    });
+    let Some((mut call, call_id, offer)) = winner else {
+        let end = leg_end(&first_call_id, None);
+        match lost {
+            Lost::Refused { status, cancelled } => {
+                let (state, outcome) = refusal(status, cancelled);
+                end.record(state, outcome, Some(status)).await;
+            }
+            Lost::NoAnswer => end.record(delivery::UNANSWERED, "unanswered", Some(408)).await,
+            Lost::Failed => end.record(delivery::UNANSWERED, "failed", None).await,
+        }
+        return;
     };
     let end = |answered_at| leg_end(&call_id, answered_at);
     let answered_at = unix_now_ms();
@@ -458,6 +496,31 @@ pub(crate) fn build_invite(
         session,
     ));
     req
+}
+
+/// How a target was not reached, over all the branches of its fork.
+#[derive(Debug, Clone, Copy)]
+enum Lost {
+    Refused { status: u16, cancelled: bool },
+    NoAnswer,
+    Failed,
+}
+
+impl Lost {
+    /// The one to report (RFC 3261 §16.7 step 6, simplified): a busy or declining phone
+    /// over a timeout, a timeout over another refusal, any answer over a failure to send.
+    fn worse(self, other: Lost) -> Lost {
+        let rank = |l: &Lost| match l {
+            Lost::Refused {
+                status: 486 | 600 | 603,
+                ..
+            } => 3,
+            Lost::NoAnswer => 2,
+            Lost::Refused { .. } => 1,
+            Lost::Failed => 0,
+        };
+        if rank(&other) > rank(&self) { other } else { self }
+    }
 }
 
 /// The delivery state and CDR outcome of a refused INVITE: busy and declined are

@@ -61,16 +61,32 @@ impl ClientInvite {
     }
 
     /// Waits for the final response; CANCELs at `ring_timeout` once the far end has rung.
-    pub async fn ring(mut self, ring_timeout: Duration) -> RingOutcome {
+    pub async fn ring(self, ring_timeout: Duration) -> RingOutcome {
+        self.ring_until(ring_timeout, std::future::pending()).await
+    }
+
+    /// Like [`ring`](Self::ring), but also gives up when `stop` completes — another branch of
+    /// a fork was answered (RFC 3261 §16.7 step 10: CANCEL the others). A 2xx that still
+    /// arrives after that is ACKed and hung up, and the outcome is [`RingOutcome::NoAnswer`].
+    pub async fn ring_until(mut self, ring_timeout: Duration, stop: impl Future<Output = ()>) -> RingOutcome {
         let ring_deadline = tokio::time::Instant::now() + ring_timeout;
-        let cancel_deadline = ring_deadline + CANCEL_WAIT;
+        let mut cancel_deadline = ring_deadline + CANCEL_WAIT;
         let mut provisional = false;
+        let mut stopped = false;
         // The CANCEL's own transaction; its answer changes nothing.
         let mut cancel: Option<mpsc::UnboundedReceiver<ClientEvent>> = None;
+        tokio::pin!(stop);
         loop {
             tokio::select! {
                 event = self.responses.recv() => match event {
                     Some(ClientEvent::Response(r)) if r.status < 200 => provisional = true,
+                    Some(ClientEvent::Response(r)) if r.status < 300 && stopped => {
+                        if let RingOutcome::Answered(mut late) = self.confirm(r) {
+                            tracing::info!(to = %late.dialog.peer, "answered after another branch won: hanging up");
+                            late.hang_up();
+                        }
+                        return RingOutcome::NoAnswer;
+                    }
                     Some(ClientEvent::Response(r)) if r.status < 300 => return self.confirm(r),
                     Some(ClientEvent::Response(r)) => {
                         return RingOutcome::Refused { status: r.status, cancelled: cancel.is_some() };
@@ -86,6 +102,17 @@ impl ClientInvite {
                         return RingOutcome::NoAnswer;
                     }
                     cancel = Some(self.core.send_request(cancel_of(&self.invite), self.peer));
+                }
+                _ = &mut stop, if !stopped => {
+                    stopped = true;
+                    if !provisional {
+                        self.hang_up_if_answered_late();
+                        return RingOutcome::NoAnswer;
+                    }
+                    if cancel.is_none() {
+                        cancel = Some(self.core.send_request(cancel_of(&self.invite), self.peer));
+                        cancel_deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+                    }
                 }
                 _ = tokio::time::sleep_until(cancel_deadline), if cancel.is_some() => return RingOutcome::NoAnswer,
                 Some(_) = async {

@@ -461,3 +461,42 @@ async fn a_busy_target_refuses() {
     let ack = s.request().await;
     assert_eq!(ack.method, Method::Ack, "the transaction ACKs a non-2xx itself");
 }
+
+#[tokio::test]
+async fn a_branch_that_lost_the_fork_is_cancelled_and_its_late_2xx_hung_up() {
+    let mut s = stack();
+    let (won_elsewhere, stop) = tokio::sync::oneshot::channel::<()>();
+    let ringing = tokio::spawn({
+        let (core, dialogs) = (s.core.clone(), s.dialogs.clone());
+        async move {
+            ClientInvite::send(&core, &dialogs, our_invite(), phone())
+                .ring_until(Duration::from_secs(60), async move {
+                    let _ = stop.await;
+                })
+                .await
+        }
+    });
+    let invite = s.request().await;
+    s.send(&phone_response(&invite, 180, &[])).await;
+    tokio::time::sleep(Duration::from_millis(T1)).await;
+    let _ = won_elsewhere.send(());
+    let cancel = loop {
+        let r = s.request().await;
+        if r.method == Method::Cancel {
+            break r;
+        }
+    };
+    s.send(&phone_response(&cancel, 200, &[])).await;
+    // The phone answered just before the CANCEL reached it.
+    s.send(&phone_response(&invite, 200, &[])).await;
+    assert!(matches!(ringing.await, Ok(RingOutcome::NoAnswer)), "the branch lost");
+    let mut methods = Vec::new();
+    while methods.len() < 2 {
+        match s.next().await {
+            Message::Request(r) if r.method == Method::Ack || r.method == Method::Bye => methods.push(r.method),
+            _ => {}
+        }
+    }
+    assert_eq!(methods, [Method::Ack, Method::Bye]);
+    assert!(s.dialogs.is_empty());
+}
