@@ -88,6 +88,8 @@ pub struct OutboundStream {
     seq: u16,
     ts: u32,
     mark_next: bool,
+    /// When the last audio packet of [`OutboundStream::next_audio_at`] was made (ms).
+    last_sent_ms: Option<u64>,
 }
 
 impl Default for OutboundStream {
@@ -109,6 +111,7 @@ impl OutboundStream {
             seq,
             ts,
             mark_next: true,
+            last_sent_ms: None,
         }
     }
 
@@ -141,6 +144,23 @@ impl OutboundStream {
     pub fn next_audio(&mut self, payload_type: u8, payload: &[u8]) -> Vec<u8> {
         let samples = u32::try_from(payload.len()).unwrap_or(u32::MAX);
         self.next_audio_samples(payload_type, payload, samples)
+    }
+
+    /// The next audio packet of a G.711 payload sent at `now_ms` (any monotonic clock, in ms).
+    /// After a pause of 60 ms or more since the previous one (a hold, a wait for a key), the
+    /// timestamp first moves on over the frames not sent and the packet is marked (RFC 3551
+    /// §4.1), so the far end's jitter buffer sees a pause, not packets that arrive seconds late.
+    pub fn next_audio_at(&mut self, payload_type: u8, payload: &[u8], now_ms: u64) -> Vec<u8> {
+        if let Some(last) = self.last_sent_ms {
+            let gap_ms = now_ms.saturating_sub(last);
+            if gap_ms >= 60 {
+                let frames = u32::try_from(gap_ms / 20 - 1).unwrap_or(u32::MAX);
+                let per_frame = u32::try_from(payload.len()).unwrap_or(160);
+                self.skip(frames.saturating_mul(per_frame));
+            }
+        }
+        self.last_sent_ms = Some(now_ms);
+        self.next_audio(payload_type, payload)
     }
 
     /// The next audio packet of a payload that lasts `samples` timestamp units.
@@ -210,6 +230,32 @@ impl OutboundStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pause_moves_the_timestamp_on_and_marks_the_next_packet() {
+        let mut out = OutboundStream::with_start(7, 100, 1_000);
+        let frame = [0xffu8; 160];
+        let ts = |p: &[u8]| u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+        let marked = |p: &[u8]| p[1] & 0x80 != 0;
+        let first = out.next_audio_at(0, &frame, 0);
+        let second = out.next_audio_at(0, &frame, 20);
+        let third = out.next_audio_at(0, &frame, 45);
+        assert_eq!(
+            (ts(&first), ts(&second), ts(&third)),
+            (1_000, 1_160, 1_320),
+            "paced: contiguous"
+        );
+        assert!(marked(&first) && !marked(&second) && !marked(&third));
+        // Held for 4 s: 199 frames were not sent.
+        let after = out.next_audio_at(0, &frame, 4_045);
+        assert_eq!(ts(&after), 1_480 + 199 * 160);
+        assert!(marked(&after), "the first packet after a pause is marked");
+        assert_eq!(
+            u16::from_be_bytes([after[2], after[3]]),
+            103,
+            "no sequence gap: nothing was lost"
+        );
+    }
     use crate::dtmf::DtmfDetector;
     use std::time::Instant;
 

@@ -25,9 +25,16 @@ pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The base config every test server gets; the `extra` TOML given to
 /// [`Server::start`] is merged over it key by key. The registrar runs with its
 /// shipped defaults (MD5 digest), which SIPp and stock phones can answer.
+///
+/// RTP ports are kept out of the range [`crate::ports::free_port`] hands out (20000–31999), so a
+/// server allocating media ports cannot take a port a test has just picked for a peer (a
+/// baresip control socket, a Kamailio listener) before the peer binds it.
 pub const BASE_CONFIG: &str = r#"
 [sip]
 realm = "ivm.local"
+
+[media]
+rtp_ports = "40000-49999"
 "#;
 
 /// One row of the `registrations` table.

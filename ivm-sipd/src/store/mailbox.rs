@@ -88,10 +88,13 @@ pub fn set_rules(
     Ok(n > 0)
 }
 
-/// MWI counts of a target: new (missed, not yet heard) and old (heard and kept) messages.
+/// MWI counts of a target: new (not yet heard: missed, notified, or being delivered again right
+/// now — a store-and-forward call in progress is not heard yet, and a NOTIFY sent meanwhile
+/// must not say 0) and old (heard and kept) messages.
 pub fn counts(conn: &Connection, target: &str) -> Result<(u32, u32), StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT COALESCE(SUM(state IN ('unanswered', 'notified') AND folder = 'new'), 0),
+        "SELECT COALESCE(SUM(state IN ('unanswered', 'notified', 'pending', 'alerting', 'live', 'catching_up')
+                             AND folder = 'new'), 0),
                 COALESCE(SUM(state = 'heard'), 0)
          FROM deliveries WHERE target = ?1 AND folder != 'deleted'",
     )?;
@@ -199,6 +202,19 @@ pub fn mark_notified(conn: &Connection, message_id: i64, target: &str) -> Result
     Ok(n > 0)
 }
 
+/// A delivery whose target was on the call but did not hear all of it (it joined the sender
+/// live, passing over the backlog): new in the mailbox, counted as notified and forwarded, so
+/// neither a notification nor a store-and-forward call follows.
+pub fn mark_partly_heard(conn: &Connection, message_id: i64, target: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE deliveries SET state = ?1, notified_at = COALESCE(notified_at, ?2),
+             forwarded_at = COALESCE(forwarded_at, ?2), updated_at = ?2
+         WHERE message_id = ?3 AND target = ?4",
+        params![NOTIFIED, unix_now_ms(), message_id, target],
+    )?;
+    Ok(())
+}
+
 /// Deliveries of a target that are still waiting to be heard and were not forwarded yet; each
 /// returned one is marked forwarded (so store-and-forward happens once).
 pub fn take_pending(conn: &Connection, target: &str) -> Result<Vec<i64>, StoreError> {
@@ -233,4 +249,39 @@ pub fn expire(conn: &Connection, max_age_ms: i64) -> Result<Vec<String>, StoreEr
         params![cutoff, EXPIRED, unix_now_ms()],
     )?;
     Ok(targets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::messages::{self, NewMessage};
+
+    #[test]
+    fn a_message_being_forwarded_is_still_new_until_it_is_heard() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::DataDir {
+            path: "tmp".into(),
+            source: e,
+        })?;
+        let conn = super::super::open(dir.path())?;
+        let id = messages::create(
+            &conn,
+            &NewMessage {
+                sender: "1002".into(),
+                kind: "ivm".into(),
+                codec: "PCMU".into(),
+                call_id: "c1".into(),
+                targets: vec!["1001".into()],
+            },
+        )?;
+        messages::set_delivery(&conn, id, "1001", delivery::UNANSWERED, Some(480))?;
+        assert_eq!(counts(&conn, "1001")?, (1, 0), "missed");
+        // The phone registered again: store-and-forward calls it.
+        for state in [delivery::ALERTING, delivery::CATCHING_UP] {
+            messages::set_delivery(&conn, id, "1001", state, None)?;
+            assert_eq!(counts(&conn, "1001")?, (1, 0), "while {state}");
+        }
+        messages::set_delivery(&conn, id, "1001", delivery::DELIVERED, Some(200))?;
+        assert_eq!(counts(&conn, "1001")?, (0, 0), "heard in full");
+        Ok(())
+    }
 }

@@ -61,6 +61,8 @@ pub struct Player {
     catch_up_speed: f64,
     tick: tokio::time::Interval,
     played: u32,
+    /// Message frames passed over by [`Player::jump_to_live`] (never heard by this listener).
+    skipped: u32,
 }
 
 impl Player {
@@ -89,6 +91,7 @@ impl Player {
             catch_up_speed,
             tick,
             played: 0,
+            skipped: 0,
         }
     }
 
@@ -115,10 +118,16 @@ impl Player {
         self.tick.reset();
     }
 
+    /// Message frames passed over by a jump to live.
+    pub fn skipped(&self) -> u32 {
+        self.skipped
+    }
+
     /// Skips to what is being recorded now (DTMF 1 joins the sender); false for a stored message.
     pub fn jump_to_live(&mut self) -> bool {
         match &mut self.source {
             Source::Live { stream, pacer } if !stream.is_finished() => {
+                self.skipped += stream.frames().saturating_sub(self.played + self.skipped);
                 *pacer = Pacer::new(stream.listen_from(stream.frames()), self.catch_up_speed);
                 self.prompts.clear();
                 true

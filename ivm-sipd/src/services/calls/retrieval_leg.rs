@@ -81,7 +81,7 @@ pub async fn run(calls: Arc<Calls>, invite: ServerInvite, caller: String, servic
         codec,
         digits: VecDeque::new(),
         gone: false,
-        last_sent: None,
+        started: tokio::time::Instant::now(),
     };
 
     let owner = match owner {
@@ -161,8 +161,8 @@ struct Ivr {
     codec: Codec,
     digits: VecDeque<char>,
     gone: bool,
-    /// When the last audio packet went out.
-    last_sent: Option<tokio::time::Instant>,
+    /// When the call was answered: the clock of [`OutboundStream::next_audio_at`].
+    started: tokio::time::Instant,
 }
 
 impl Ivr {
@@ -189,16 +189,9 @@ impl Ivr {
     /// timestamp moves on by the time that passed and the packet is marked (RFC 3551 §4.1),
     /// so the phone's jitter buffer sees the pause as a pause.
     async fn send_audio(&mut self, pt: u8, frame: &[u8]) {
-        let now = tokio::time::Instant::now();
-        if let Some(last) = self.last_sent {
-            let gap_ms = now.saturating_duration_since(last).as_millis();
-            if gap_ms >= 60 {
-                let frames = u32::try_from(gap_ms / 20 - 1).unwrap_or(u32::MAX / 160);
-                self.out.skip(frames.saturating_mul(160));
-            }
-        }
-        self.last_sent = Some(now);
-        let _ = self.call.media.endpoint.send(&self.out.next_audio(pt, frame)).await;
+        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let packet = self.out.next_audio_at(pt, frame, now_ms);
+        let _ = self.call.media.endpoint.send(&packet).await;
     }
 
     /// Sends frames (already in the call codec), paced, until done or a key is pressed.

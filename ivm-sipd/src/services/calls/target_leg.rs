@@ -26,6 +26,7 @@ use crate::stack::request;
 use crate::stack::sip::{HeaderName, Host, Method, Request, SipUri, Uri};
 use crate::stack::transport::{Peer, TransportKind};
 use crate::store::cdrs::Cdr;
+use crate::store::mailbox;
 use crate::store::messages::{delivery, unix_now_ms};
 use crate::store::subscribers;
 
@@ -200,11 +201,19 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
             }
         }
     }
-    // The branches still ringing finish on their own (CANCELled; a late 2xx is hung up).
+    // The branches still ringing finish on their own (CANCELled; a late 2xx is hung up; a
+    // contact that does not exist loses its binding all the same).
+    let (drain_calls, drain_label) = (calls.clone(), label.clone());
     tokio::spawn(async move {
         while let Some(joined) = branches.join_next().await {
-            if let Ok((_, _, _, RingOutcome::Answered(mut late))) = joined {
-                late.hang_up();
+            match joined {
+                Ok((_, _, _, RingOutcome::Answered(mut late))) => late.hang_up(),
+                Ok((hop, _, _, RingOutcome::Refused { status: 404 | 410, .. })) => {
+                    if let Some(contact) = &hop.contact {
+                        forget_binding(&drain_calls, &drain_label, contact).await;
+                    }
+                }
+                _ => {}
             }
         }
     });
@@ -252,6 +261,7 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
     let source_codec = audio.codec();
     let mut player = Player::new(audio, calls.fragments.clone(), calls.settings.catch_up_speed);
     let mut out = OutboundStream::new();
+    let started = tokio::time::Instant::now();
     let mut joined = false;
     let mut complete = false;
     let mut they_hung_up = false;
@@ -266,7 +276,9 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
             frame = player.next(), if !media.held() => match frame {
                 Some(f) => {
                     let payload = source_codec.convert_frame(neg.codec, &f);
-                    let _ = endpoint.send(&out.next_audio(neg.payload_type, &payload)).await;
+                    // After a hold the timestamp moves on over the pause (and is marked).
+                    let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    let _ = endpoint.send(&out.next_audio_at(neg.payload_type, &payload, now_ms)).await;
                 }
                 None => { complete = true; break; }
             },
@@ -309,10 +321,16 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
     if !they_hung_up {
         call.hang_up();
     }
-    let state = if complete {
-        delivery::DELIVERED
-    } else {
-        delivery::UNANSWERED
+    let state = match (complete, player.skipped()) {
+        (true, 0) => delivery::DELIVERED,
+        // DTMF 1 joined the sender and passed over the backlog: what was skipped was never
+        // heard, so the message stays new in the mailbox (and on the lamp), without another
+        // notification — the target was on the call.
+        (true, skipped) => {
+            tracing::info!(message_id = info.id, target = %label, skipped, "joined live: the message stays new");
+            mailbox::NOTIFIED
+        }
+        (false, _) => delivery::UNANSWERED,
     };
     tracing::info!(message_id = info.id, target = %label, frames = player.position(), state, "target leg ended");
     end(Some(answered_at)).record(state, "answered", Some(ok_status)).await;
@@ -545,8 +563,23 @@ struct LegEnd<'a> {
 
 impl LegEnd<'_> {
     async fn record(self, state: &'static str, outcome: &str, status: Option<u16>) {
-        self.calls.set_delivery(self.info.id, self.label, state, status).await;
+        if state == mailbox::NOTIFIED {
+            let (id, target) = (self.info.id, self.label.to_owned());
+            if let Err(e) = self
+                .calls
+                .store
+                .run(move |conn| mailbox::mark_partly_heard(conn, id, &target))
+                .await
+            {
+                tracing::error!(message_id = id, target = self.label, error = %e, "delivery state not saved");
+            }
+        } else {
+            self.calls.set_delivery(self.info.id, self.label, state, status).await;
+        }
         match state {
+            mailbox::NOTIFIED => self.calls.emit(CallEvent::MailboxChanged {
+                owner: self.label.to_owned(),
+            }),
             delivery::UNANSWERED => self.calls.emit(CallEvent::Missed {
                 message_id: self.info.id,
                 target: self.label.to_owned(),

@@ -66,8 +66,9 @@ impl ClientInvite {
     }
 
     /// Like [`ring`](Self::ring), but also gives up when `stop` completes — another branch of
-    /// a fork was answered (RFC 3261 §16.7 step 10: CANCEL the others). A 2xx that still
-    /// arrives after that is ACKed and hung up, and the outcome is [`RingOutcome::NoAnswer`].
+    /// a fork was answered (RFC 3261 §16.7 step 10: CANCEL the others). It then still waits
+    /// (up to 32 s) for the branch's final answer, which it returns; a 2xx that arrives after
+    /// that is ACKed and hung up, and the outcome is [`RingOutcome::NoAnswer`].
     pub async fn ring_until(mut self, ring_timeout: Duration, stop: impl Future<Output = ()>) -> RingOutcome {
         let ring_deadline = tokio::time::Instant::now() + ring_timeout;
         let mut cancel_deadline = ring_deadline + CANCEL_WAIT;
@@ -79,7 +80,13 @@ impl ClientInvite {
         loop {
             tokio::select! {
                 event = self.responses.recv() => match event {
-                    Some(ClientEvent::Response(r)) if r.status < 200 => provisional = true,
+                    Some(ClientEvent::Response(r)) if r.status < 200 => {
+                        provisional = true;
+                        if stopped && cancel.is_none() {
+                            // Given up before it rang: CANCEL now that we may (§9.1).
+                            cancel = Some(self.core.send_request(cancel_of(&self.invite), self.peer));
+                        }
+                    }
                     Some(ClientEvent::Response(r)) if r.status < 300 && stopped => {
                         if let RingOutcome::Answered(mut late) = self.confirm(r) {
                             tracing::info!(to = %late.dialog.peer, "answered after another branch won: hanging up");
@@ -104,17 +111,16 @@ impl ClientInvite {
                     cancel = Some(self.core.send_request(cancel_of(&self.invite), self.peer));
                 }
                 _ = &mut stop, if !stopped => {
+                    // Another branch won. The caller is not waiting on this one any more, so it
+                    // waits here for its final answer (a 404 still tells which binding is dead):
+                    // CANCELled now if it rang, or as soon as it does.
                     stopped = true;
-                    if !provisional {
-                        self.hang_up_if_answered_late();
-                        return RingOutcome::NoAnswer;
-                    }
-                    if cancel.is_none() {
+                    cancel_deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+                    if provisional && cancel.is_none() {
                         cancel = Some(self.core.send_request(cancel_of(&self.invite), self.peer));
-                        cancel_deadline = tokio::time::Instant::now() + CANCEL_WAIT;
                     }
                 }
-                _ = tokio::time::sleep_until(cancel_deadline), if cancel.is_some() => return RingOutcome::NoAnswer,
+                _ = tokio::time::sleep_until(cancel_deadline), if cancel.is_some() || stopped => return RingOutcome::NoAnswer,
                 Some(_) = async {
                     match cancel.as_mut() {
                         Some(rx) => rx.recv().await,
@@ -146,8 +152,9 @@ impl ClientInvite {
         }))
     }
 
-    /// After giving up on an INVITE that never rang: a 2xx that still comes is ACKed and
-    /// followed by a BYE, so the far end does not stay in a silent call.
+    /// After giving up on an INVITE that had not rung yet: once it rings, it is CANCELled
+    /// (RFC 3261 §9.1: not before), and a 2xx that still comes is ACKed and followed by a BYE,
+    /// so the far end neither rings on nor stays in a silent call.
     fn hang_up_if_answered_late(self) {
         tokio::spawn(async move {
             let ClientInvite {
@@ -158,9 +165,14 @@ impl ClientInvite {
                 ..
             } = self;
             let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+            let mut cancelled = false;
             while let Ok(Some(event)) = tokio::time::timeout_at(deadline, responses.recv()).await {
                 match event {
-                    ClientEvent::Response(r) if r.status < 200 => {}
+                    ClientEvent::Response(r) if r.status < 200 => {
+                        if !std::mem::replace(&mut cancelled, true) {
+                            core.send_and_forget(cancel_of(&invite), peer);
+                        }
+                    }
                     ClientEvent::Response(r) if r.status < 300 => {
                         if let Some(mut dialog) = Dialog::as_uac(&invite, &r, peer, core.local_addr()) {
                             tracing::info!(status = r.status, to = %peer, "answered after we gave up: hanging up");

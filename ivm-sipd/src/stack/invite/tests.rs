@@ -442,6 +442,24 @@ async fn an_invite_that_never_rang_is_not_cancelled_and_a_late_2xx_is_hung_up() 
 }
 
 #[tokio::test]
+async fn an_invite_given_up_before_it_rang_is_cancelled_once_it_rings() {
+    let mut s = stack();
+    let outcome = ClientInvite::send(&s.core, &s.dialogs, our_invite(), phone())
+        .ring(Duration::from_millis(3 * T1))
+        .await;
+    assert!(matches!(outcome, RingOutcome::NoAnswer));
+    let invite = s.request().await;
+    s.send(&phone_response(&invite, 180, &[])).await;
+    let cancel = loop {
+        let r = s.request().await;
+        if r.method == Method::Cancel {
+            break r;
+        }
+    };
+    assert_eq!(header(&cancel, HeaderName::Via), header(&invite, HeaderName::Via));
+}
+
+#[tokio::test]
 async fn a_busy_target_refuses() {
     let mut s = stack();
     let ringing = tokio::spawn({
