@@ -38,6 +38,7 @@ PROMPTS=(
     "goodbye|Goodbye."
     "record_reply|[[rI#k'o@d]] your reply after the tone."
     "end_of_messages|No more messages."
+    "unavailable|The person you are calling is not available. Your message will be delivered."
     "digit_0|zero"
     "digit_1|one"
     "digit_2|two"

@@ -49,6 +49,8 @@ pub enum Prompt {
     RecordReply,
     /// "No more messages."
     EndOfMessages,
+    /// "The person you are calling is not available. Your message will be delivered."
+    Unavailable,
     /// "zero" … "nine". A value above 9 has no recording and plays nothing.
     Digit(u8),
 }
@@ -75,7 +77,7 @@ static DIGITS: [&[u8]; 10] = [
 
 impl Prompt {
     /// Every prompt, each digit included once.
-    pub const ALL: [Prompt; 26] = [
+    pub const ALL: [Prompt; 27] = [
         Prompt::Welcome,
         Prompt::NewMessages,
         Prompt::SavedMessages,
@@ -92,6 +94,7 @@ impl Prompt {
         Prompt::Goodbye,
         Prompt::RecordReply,
         Prompt::EndOfMessages,
+        Prompt::Unavailable,
         Prompt::Digit(0),
         Prompt::Digit(1),
         Prompt::Digit(2),
@@ -127,6 +130,7 @@ impl Prompt {
             Prompt::Goodbye => "goodbye",
             Prompt::RecordReply => "record_reply",
             Prompt::EndOfMessages => "end_of_messages",
+            Prompt::Unavailable => "unavailable",
             Prompt::Digit(d) => DIGIT_IDS.get(usize::from(d))?,
         })
     }
@@ -150,6 +154,7 @@ impl Prompt {
             Prompt::Goodbye => ul!("goodbye"),
             Prompt::RecordReply => ul!("record_reply"),
             Prompt::EndOfMessages => ul!("end_of_messages"),
+            Prompt::Unavailable => ul!("unavailable"),
             Prompt::Digit(d) => DIGITS.get(usize::from(d)).copied().unwrap_or(&[]),
         }
     }

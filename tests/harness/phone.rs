@@ -797,6 +797,66 @@ impl Phone {
         self.send(request(2, Some(&auth)).as_bytes())?;
         self.final_response(&call_id, 2, Duration::from_secs(5))
     }
+
+    /// PUBLISHes presence (RFC 3903) for `number`: `pidf` as the body (`None` for a refresh or,
+    /// with `expires` 0, a removal), `if_match` the entity tag of the publication it changes;
+    /// answers the digest challenge; returns the final response.
+    pub fn publish(
+        &self,
+        number: &str,
+        password: &str,
+        pidf: Option<&str>,
+        if_match: Option<&str>,
+        expires: u32,
+    ) -> anyhow::Result<SipMsg> {
+        let uri = format!("sip:{number}@{}", self.server);
+        let call_id = unique("ph-pub-");
+        let from = format!("<sip:{number}@{DOMAIN}>;tag={}", unique("ph"));
+        let body = pidf.unwrap_or_default();
+        let request = |cseq: u32, auth: Option<&str>| {
+            let mut s = format!(
+                "PUBLISH {uri} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: <sip:{number}@{DOMAIN}>\r\n\
+                 Call-ID: {call_id}\r\nCSeq: {cseq} PUBLISH\r\nEvent: presence\r\nExpires: {expires}\r\n",
+                self.via(),
+            );
+            if let Some(tag) = if_match {
+                let _ = write!(s, "SIP-If-Match: {tag}\r\n");
+            }
+            if let Some(a) = auth {
+                let _ = write!(s, "Authorization: {a}\r\n");
+            }
+            if !body.is_empty() {
+                s.push_str("Content-Type: application/pidf+xml\r\n");
+            }
+            let _ = write!(s, "Content-Length: {}\r\n\r\n{body}", body.len());
+            s
+        };
+        self.send(request(1, None).as_bytes())?;
+        let first = self.final_response(&call_id, 1, Duration::from_secs(5))?;
+        if first.status() != Some(401) {
+            return Ok(first);
+        }
+        let challenge = md5_challenge(&first)?;
+        let auth =
+            DigestCredentials::new(number, password).authorization(&challenge, "PUBLISH", &uri, &unique("cn"), 1)?;
+        self.send(request(2, Some(&auth)).as_bytes())?;
+        self.final_response(&call_id, 2, Duration::from_secs(5))
+    }
+}
+
+/// A PIDF document (RFC 3863) for `number`: `basic` open or closed, and RPID activities
+/// (`busy`, `on-the-phone`, …) and a note when given.
+pub fn pidf(number: &str, basic: &str, activity: Option<&str>, note: Option<&str>) -> String {
+    let activity = activity
+        .map(|a| format!("<rpid:activities><rpid:{a}/></rpid:activities>"))
+        .unwrap_or_default();
+    let note = note.map(|n| format!("<dm:note>{n}</dm:note>")).unwrap_or_default();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" \
+         xmlns:dm=\"urn:ietf:params:xml:ns:pidf:data-model\" xmlns:rpid=\"urn:ietf:params:xml:ns:pidf:rpid\" \
+         entity=\"sip:{number}@{DOMAIN}\"><tuple id=\"t1\"><status><basic>{basic}</basic></status></tuple>\
+         <dm:person id=\"p1\">{activity}{note}</dm:person></presence>"
+    )
 }
 
 /// What became of an INVITE the phone sent.

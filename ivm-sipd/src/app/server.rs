@@ -13,6 +13,7 @@ use crate::services::calls::{CallService, CallSettings, Calls};
 use crate::services::dial_plan::DialPlan;
 use crate::services::mwi::{Mwi, MwiService};
 use crate::services::notification::sms_gateway::{self, SmsGateway};
+use crate::services::presence::{Presence, PresenceService};
 use crate::services::registrar::auth::DigestAuth;
 use crate::services::registrar::{Registrar, RegistrarService};
 use crate::services::trunk::TrunkTable;
@@ -86,6 +87,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         registered,
         config.calls.expiry_days,
     );
+    // What phones PUBLISH is what target legs read.
+    let presence = calls.presence.clone();
     // The order in which services are offered a new request.
     let router = Router::new(core.clone(), dialogs)
         .register(Arc::new(RegistrarService {
@@ -94,6 +97,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }))
         .register(Arc::new(MwiService {
             mwi,
+            auth: auth.clone(),
+            core: core.clone(),
+        }))
+        .register(Arc::new(PresenceService {
+            presence,
             auth,
             core: core.clone(),
         }))
@@ -183,6 +191,7 @@ async fn start_calls(
         ports,
         settings,
         events,
+        presence: Presence::default(),
         live: Default::default(),
     });
     Ok(Started { calls, mwi, sms })

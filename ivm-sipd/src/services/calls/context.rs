@@ -15,6 +15,7 @@ use ivm_media::port_pool::PortPool;
 
 use super::events::{CallEvent, CallEvents};
 use crate::services::dial_plan::{DialPlan, RetrievalKind};
+use crate::services::presence::Presence;
 use crate::services::registrar::auth::DigestAuth;
 use crate::services::registrar::location::LocationService;
 use crate::services::trunk::TrunkTable;
@@ -60,6 +61,8 @@ pub struct Calls {
     pub settings: CallSettings,
     /// What calls report (deliveries ended, mailboxes changed); notifications listen.
     pub events: CallEvents,
+    /// What subscribers published about themselves: a busy or closed target is not rung.
+    pub presence: Presence,
     /// Messages being recorded now, by id: retrieval and store-and-forward listen live.
     pub live: Mutex<HashMap<i64, StreamHandle>>,
 }

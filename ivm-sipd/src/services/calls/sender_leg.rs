@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ivm_media::endpoint::Inbound;
+use ivm_media::prompt::{self, Prompt};
 use ivm_media::rtp::OutboundStream;
 use ivm_media::tone;
 use tokio::sync::mpsc;
@@ -125,6 +126,15 @@ pub async fn run(calls: Arc<Calls>, invite: ServerInvite) {
         sender: caller.clone(),
         ptt,
     });
+    // A target that will not be rung (busy, do not disturb, offline): the sender is told
+    // after the beep, and a second beep says when to speak.
+    let unavailable: Vec<String> = destinations
+        .iter()
+        .filter_map(|d| d.unavailable(&calls).map(|why| format!("{}={}", d.label, why.name())))
+        .collect();
+    if !unavailable.is_empty() {
+        tracing::info!(message_id, targets = ?unavailable, "targets unavailable: the sender is told");
+    }
     for dest in destinations {
         let (calls, audio, info, to_sender) = (
             calls.clone(),
@@ -140,7 +150,12 @@ pub async fn run(calls: Arc<Calls>, invite: ServerInvite) {
     let endpoint = call.media.endpoint.clone();
     let pt = call.media.neg.payload_type;
     let mut out = OutboundStream::new();
-    let mut beep = tone::beep(codec, calls.settings.beep_ms, 1000).into_iter();
+    let mut greeting = tone::beep(codec, calls.settings.beep_ms, 1000);
+    if !unavailable.is_empty() {
+        greeting.extend(prompt::frames(Prompt::Unavailable, codec));
+        greeting.extend(tone::beep(codec, calls.settings.beep_ms, 1000));
+    }
+    let mut beep = greeting.into_iter();
     let mut beep_tick = tokio::time::interval(Duration::from_millis(20));
     // Timers live outside the loop: it runs once per RTP packet.
     let record_timer = tokio::time::sleep(calls.settings.max_message);

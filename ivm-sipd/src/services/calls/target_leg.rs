@@ -18,6 +18,7 @@ use super::media_session::MediaSession;
 use super::playback::{Audio, Player};
 use super::{CODECS, Calls, TELEPHONE_EVENT_PT};
 use crate::services::dial_plan::Target;
+use crate::services::presence::Availability;
 use crate::services::trunk::Trunk;
 use crate::stack::dialog::contact_value;
 use crate::stack::invite::SessionEvent;
@@ -57,6 +58,21 @@ enum DestinationKind {
 }
 
 impl Destination {
+    /// Why a call to this destination is not placed: a subscriber that published busy,
+    /// do-not-disturb or closed presence, or that has no registered phone. Trunks and IP
+    /// addresses are always tried.
+    pub(crate) fn unavailable(&self, calls: &Calls) -> Option<Availability> {
+        if !matches!(self.kind, DestinationKind::Subscriber) {
+            return None;
+        }
+        let published = calls.presence.availability(&self.label);
+        if !published.reachable() {
+            return Some(published);
+        }
+        let registered = !calls.location.lookup(&self.label, crate::store::unix_now()).is_empty();
+        (!registered).then_some(Availability::Offline)
+    }
+
     pub fn subscriber(number: String) -> Destination {
         Destination {
             label: number,
@@ -119,6 +135,16 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
         started_at,
         answered_at,
     };
+    let published = calls.presence.availability(&label);
+    if matches!(dest.kind, DestinationKind::Subscriber) && !published.reachable() {
+        let why = published;
+        // SPEC: not called, stored, and notified at once by its own rules.
+        tracing::info!(message_id = info.id, target = %label, presence = why.name(), "target unavailable: not called");
+        leg_end("", None)
+            .record(delivery::UNANSWERED, "unavailable", Some(why.status()))
+            .await;
+        return;
+    }
     let mut candidates = routes(&calls, &dest).into_iter().peekable();
     if candidates.peek().is_none() {
         tracing::info!(message_id = info.id, target = %label, "target not registered");

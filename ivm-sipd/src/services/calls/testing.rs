@@ -83,6 +83,7 @@ pub fn calls() -> TestCalls {
             callerid_ring: Duration::from_secs(1),
         },
         events,
+        presence: Default::default(),
         live: Default::default(),
     });
     TestCalls {

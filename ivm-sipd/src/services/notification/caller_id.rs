@@ -40,6 +40,16 @@ impl Channel for CallerIdChannel {
 
 /// Places the caller-ID call for a missed message.
 pub async fn call(calls: Arc<Calls>, message_id: i64, target: String) {
+    let presence = calls.presence.availability(&target);
+    if !presence.reachable() {
+        // A busy or do-not-disturb target is not rung for a notification either.
+        return tracing::info!(
+            message_id,
+            target,
+            presence = presence.name(),
+            "caller-ID call: target unavailable"
+        );
+    }
     let Some(dest) = destination(&calls, &target).await else {
         tracing::info!(message_id, target, "caller-ID call: no way to reach the target");
         return;

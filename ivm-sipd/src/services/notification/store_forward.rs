@@ -42,6 +42,15 @@ async fn deliver(calls: Arc<Calls>, aor: String) {
     if !profile.forward_by_call {
         return;
     }
+    let presence = calls.presence.availability(&aor);
+    if !presence.reachable() {
+        // Not while busy or on do-not-disturb; the next registration tries again.
+        return tracing::info!(
+            aor,
+            presence = presence.name(),
+            "store and forward: target unavailable, not called"
+        );
+    }
     let a = aor.clone();
     let pending = match calls.store.run(move |conn| mailbox::take_pending(conn, &a)).await {
         Ok(p) => p,
