@@ -77,19 +77,33 @@ fn netstring(json: &serde_json::Value) -> Vec<u8> {
 }
 
 impl Baresip {
+    /// Starts baresip; a start that fails on a port taken meanwhile (baresip also binds its
+    /// SIP port + 1 for TLS, which nobody reserved) is retried on other ports.
     pub fn start(cfg: &PhoneConfig<'_>) -> anyhow::Result<Baresip> {
+        let mut last = None;
+        for _ in 0..3 {
+            match Baresip::try_start(cfg) {
+                Ok(b) => return Ok(b),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("baresip did not start")))
+    }
+
+    fn try_start(cfg: &PhoneConfig<'_>) -> anyhow::Result<Baresip> {
         let dir = tempfile::Builder::new().prefix("ivm-baresip-").tempdir()?;
         let d = dir.path().display();
         write_wav(&dir.path().join("microphone.wav"), cfg.microphone)?;
+        // The control port first: the SIP port's TLS neighbour (+1) is then never it.
         let ctrl_port = free_port();
+        let sip_port = free_port();
         fs::write(
             dir.path().join("config"),
             format!(
-                "sip_listen\t127.0.0.1:{sip}\naudio_source\taufile,{d}/microphone.wav\n\
+                "sip_listen\t127.0.0.1:{sip_port}\naudio_source\taufile,{d}/microphone.wav\n\
                  audio_alert\taufile,{d}/microphone.wav\nmodule_path\t{MODULES}\nmodule\tg711.so\n\
                  module\taufile.so\nmodule\tsndfile.so\nsnd_path\t{d}\nmodule\tmenu.so\nmodule\tctrl_tcp.so\n\
-                 ctrl_tcp_listen\t127.0.0.1:{ctrl_port}\nmodule_tmp\taccount.so\n",
-                sip = free_port()
+                 ctrl_tcp_listen\t127.0.0.1:{ctrl_port}\nmodule_tmp\taccount.so\n"
             ),
         )?;
         let answer = if cfg.auto_answer { ";answermode=auto" } else { "" };
@@ -101,7 +115,7 @@ impl Baresip {
             ),
         )?;
         let log = fs::File::create(dir.path().join("baresip.log"))?;
-        let child = Command::new("baresip")
+        let mut child = Command::new("baresip")
             .arg("-s")
             .arg("-f")
             .arg(dir.path())
@@ -110,15 +124,22 @@ impl Baresip {
             .stderr(log)
             .spawn()
             .context("start baresip")?;
+        let said = |dir: &TempDir| fs::read_to_string(dir.path().join("baresip.log")).unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs(10);
         let ctrl = loop {
+            let log = said(&dir);
+            if log.contains("Address already in use") || log.contains("module ctrl_tcp.so:") {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("baresip could not bind its ports:\n{log}");
+            }
             match TcpStream::connect(("127.0.0.1", ctrl_port)) {
-                Ok(s) => break s,
+                Ok(s) if log.contains("baresip is ready") => break s,
+                Ok(_) => std::thread::sleep(Duration::from_millis(50)),
                 Err(e) if Instant::now() >= deadline => {
-                    bail!(
-                        "baresip control port: {e}\n{}",
-                        fs::read_to_string(dir.path().join("baresip.log"))?
-                    )
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!("baresip control port: {e}\n{log}")
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }

@@ -170,7 +170,9 @@ async fn retransmit(
     let deadline = tokio::time::Instant::now() + t1 * 64;
     let mut interval = t1;
     loop {
-        tokio::time::sleep(interval).await;
+        // The last wait ends at the deadline, not at the next retransmission after it.
+        let wake = (tokio::time::Instant::now() + interval).min(deadline);
+        tokio::time::sleep_until(wake).await;
         if done.load(Ordering::Acquire) {
             return;
         }
