@@ -355,3 +355,50 @@ fn a_register_with_path_gets_it_back_and_the_binding_keeps_it() {
         .expect("binding row");
     assert_eq!(stored, path);
 }
+
+/// Issue 9: a captured Authorization, sent again byte for byte on a new REGISTER (new
+/// Call-ID, the attacker's Contact), gets a fresh challenge, not a binding; the phone's own
+/// next request on the same nonce (nonce count 2) still passes.
+#[test]
+fn a_replayed_digest_answer_is_challenged_again_and_adds_no_binding() {
+    let server = server();
+    let phone = server.udp_client().expect("phone");
+    let contact = format!("sip:1001@{}", phone.local);
+    let mut req = phone.register_request("1001", &contact, Some(3600));
+    let first = phone.transact(&req, WAIT).expect("REGISTER");
+    assert_eq!(first.status, 401, "{}", first.text());
+    let challenge = first.header_values("WWW-Authenticate")[0].to_string();
+    let uri = req.uri.clone();
+    let auth = creds()
+        .authorization(&challenge, "REGISTER", &uri, "cn-replay", 1)
+        .expect("digest");
+    req.next_transaction(2);
+    req.set("Authorization", &auth);
+    let ok = phone.transact(&req, WAIT).expect("authenticated REGISTER");
+    assert_eq!(ok.status, 200, "{}", ok.text());
+
+    let attacker = server.udp_client().expect("attacker");
+    let evil = format!("sip:1001@{}", attacker.local);
+    let mut replay = attacker.register_request("1001", &evil, Some(3600));
+    replay.set("Authorization", &auth);
+    let r = attacker.transact(&replay, WAIT).expect("replayed REGISTER");
+    assert_eq!(r.status, 401, "a replayed answer must not register:\n{}", r.text());
+    let rows = server.registrations("1001").expect("registrations");
+    assert!(
+        rows.iter().all(|b| b.contact != evil),
+        "the attacker's binding: {rows:?}"
+    );
+
+    let next = creds()
+        .authorization(&challenge, "REGISTER", &uri, "cn-replay", 2)
+        .expect("digest");
+    req.next_transaction(3);
+    req.set("Authorization", &next);
+    let ok = phone.transact(&req, WAIT).expect("REGISTER with nc=2");
+    assert_eq!(
+        ok.status,
+        200,
+        "the next count on the same nonce passes:\n{}",
+        ok.text()
+    );
+}

@@ -133,6 +133,90 @@ impl NonceIssuer {
     }
 }
 
+/// Replay protection for digest answers (RFC 7616 §3.3: the nonce count "allows the server to
+/// detect request replays"): for each live nonce, the highest `nc` accepted and which of the 64
+/// counts below it were used, the anti-replay window of IPsec (RFC 4303 §3.4.3) — so requests
+/// that overtake each other on UDP still pass, and no count passes twice. One table shared by
+/// every task; an entry lives as long as its nonce can.
+pub struct NonceCounts {
+    by_nonce: std::sync::Mutex<Table>,
+    ttl_secs: u64,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct Table {
+    windows: std::collections::HashMap<String, CountWindow>,
+    /// When expired entries were last dropped (at most once a second).
+    pruned_at: u64,
+}
+
+struct CountWindow {
+    highest: u32,
+    /// Bit `d` set: count `highest - d` was used.
+    seen: u64,
+    expires_at: u64,
+}
+
+impl NonceCounts {
+    /// Counts for nonces living `ttl_secs`, at most `capacity` nonces at once (past that, new
+    /// nonces are refused until old ones expire: a flood cannot grow the table).
+    pub fn new(ttl_secs: u64, capacity: usize) -> NonceCounts {
+        NonceCounts {
+            by_nonce: std::sync::Mutex::new(Table::default()),
+            ttl_secs,
+            capacity,
+        }
+    }
+
+    /// Records one use of `nonce` with count `nc`; false when that count was used before, is
+    /// more than 64 below the highest, is 0, or the table is full.
+    pub fn accept(&self, nonce: &str, nc: u32, now_secs: u64) -> bool {
+        if nc == 0 {
+            return false;
+        }
+        let mut table = self.by_nonce.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = table.windows.get_mut(nonce) {
+            if nc > w.highest {
+                let shift = nc - w.highest;
+                w.seen = if shift >= 64 { 1 } else { (w.seen << shift) | 1 };
+                w.highest = nc;
+                return true;
+            }
+            let d = w.highest - nc;
+            if d >= 64 || w.seen & (1u64 << d) != 0 {
+                return false;
+            }
+            w.seen |= 1u64 << d;
+            return true;
+        }
+        if now_secs > table.pruned_at {
+            table.windows.retain(|_, w| w.expires_at > now_secs);
+            table.pruned_at = now_secs;
+        }
+        if table.windows.len() >= self.capacity {
+            return false;
+        }
+        table.windows.insert(
+            nonce.to_owned(),
+            CountWindow {
+                highest: nc,
+                seen: 1,
+                expires_at: now_secs + self.ttl_secs + 5,
+            },
+        );
+        true
+    }
+
+    /// Forgets the nonces that can no longer be used (done anyway, once a second at most,
+    /// when a new nonce comes).
+    pub fn prune(&self, now_secs: u64) {
+        let mut table = self.by_nonce.lock().unwrap_or_else(|p| p.into_inner());
+        table.windows.retain(|_, w| w.expires_at > now_secs);
+        table.pruned_at = now_secs;
+    }
+}
+
 /// A `WWW-Authenticate` value for one algorithm.
 pub fn challenge(alg: Algorithm, realm: &str, nonce: &str, stale: bool) -> String {
     let stale = if stale { ", stale=true" } else { "" };
@@ -146,6 +230,28 @@ pub fn challenge(alg: Algorithm, realm: &str, nonce: &str, stale: bool) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nonce_count_passes_once_even_out_of_order() {
+        let counts = NonceCounts::new(300, 4);
+        assert!(counts.accept("n1", 1, 0));
+        assert!(!counts.accept("n1", 1, 0), "the same answer again: a replay");
+        assert!(counts.accept("n1", 3, 0));
+        assert!(counts.accept("n1", 2, 0), "overtaken on the way: still new");
+        assert!(!counts.accept("n1", 2, 0));
+        assert!(counts.accept("n1", 100, 0));
+        assert!(!counts.accept("n1", 36, 0), "more than 64 below the highest");
+        assert!(counts.accept("n1", 37, 0), "within the window");
+        assert!(!counts.accept("n1", 0, 0));
+        assert!(counts.accept("n2", 1, 0), "each nonce has its own counts");
+        for n in ["n3", "n4"] {
+            assert!(counts.accept(n, 1, 0));
+        }
+        assert!(!counts.accept("n5", 1, 10), "full while every entry lives");
+        assert!(counts.accept("n5", 1, 400), "expired entries make room");
+        counts.prune(1_000);
+        assert!(counts.accept("n1", 1, 1_000), "forgotten once expired");
+    }
 
     #[test]
     fn rfc2617_example_md5() {

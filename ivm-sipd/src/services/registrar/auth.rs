@@ -10,7 +10,7 @@ use crate::store::subscribers::{self, DigestSecrets};
 use crate::store::writer::StoreHandle;
 use crate::store::{StoreError, unix_now};
 
-use crate::stack::digest::{self, Algorithm, DigestInput, NonceIssuer, NonceState};
+use crate::stack::digest::{self, Algorithm, DigestInput, NonceCounts, NonceIssuer, NonceState};
 
 /// Outcome of checking the credentials of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,8 +28,13 @@ pub struct DigestAuth {
     algorithms: Vec<Algorithm>,
     realm: String,
     nonces: NonceIssuer,
+    /// The nonce counts already used: a captured answer does not pass twice.
+    counts: NonceCounts,
     store: StoreHandle,
 }
+
+/// Live nonces tracked at once (a few hundred bytes each).
+const TRACKED_NONCES: usize = 200_000;
 
 impl DigestAuth {
     pub fn new(config: &RegistrarConfig, realm: String, store: StoreHandle) -> DigestAuth {
@@ -37,6 +42,7 @@ impl DigestAuth {
         rand::fill(&mut key);
         DigestAuth {
             nonces: NonceIssuer::new(key, config.nonce_ttl_secs),
+            counts: NonceCounts::new(config.nonce_ttl_secs, TRACKED_NONCES),
             algorithms: config.auth_algorithms.clone(),
             realm,
             store,
@@ -114,7 +120,17 @@ impl DigestAuth {
         Ok(match (matches && right_user, nonce_state) {
             (false, _) => AuthOutcome::Forbidden,
             (true, NonceState::Stale) => AuthOutcome::Challenge { stale: true },
-            (true, _) => AuthOutcome::Ok(username.to_owned()),
+            (true, _) => {
+                // Each (nonce, nc) passes once; an answer without qop carries no count and
+                // so is good for one request.
+                let nc = qop.map_or(Some(1), |(_, nc, _)| u32::from_str_radix(nc, 16).ok());
+                if nc.is_some_and(|nc| self.counts.accept(nonce, nc, unix_now() as u64)) {
+                    AuthOutcome::Ok(username.to_owned())
+                } else {
+                    tracing::info!(user = username, method = %req.method, "digest answer used before (a replay): challenged again");
+                    AuthOutcome::Challenge { stale: true }
+                }
+            }
         })
     }
 }
