@@ -60,7 +60,17 @@ pub enum SdpError {
     Declined,
     #[error("no common codec: offered payload types {offered:?}, IVM supports PCMU (0) and PCMA (8)")]
     NoCommonCodec { offered: Vec<u8> },
+    #[error("SDP body of {0} bytes; at most {MAX_SDP_BYTES} are taken")]
+    TooLarge(usize),
+    #[error("SDP with {0} media lines; at most {MAX_MEDIA_LINES} are taken")]
+    TooManyMedia(usize),
 }
+
+/// The largest SDP body read (a phone's offer is well under 2 KiB).
+pub const MAX_SDP_BYTES: usize = 16 * 1024;
+/// The most `m=` lines an offer may have: each gets a line in the answer, which must still fit
+/// one UDP datagram.
+pub const MAX_MEDIA_LINES: usize = 16;
 
 impl SdpError {
     /// The SIP status that refuses an offer with this error: 400 for a body we cannot read,
@@ -281,6 +291,13 @@ pub fn same_content(a: &str, b: &str) -> bool {
 /// Reads an SDP body and returns its audio stream: the first `m=audio` line with plain RTP
 /// (`RTP/AVP`, or `RTP/AVPF`) and a non-zero port, else the first such line with port 0.
 pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
+    if body.len() > MAX_SDP_BYTES {
+        return Err(SdpError::TooLarge(body.len()));
+    }
+    let media_lines = body.split(|&b| b == b'\n').filter(|l| l.starts_with(b"m=")).count();
+    if media_lines > MAX_MEDIA_LINES {
+        return Err(SdpError::TooManyMedia(media_lines));
+    }
     let text = BytesStr::from_utf8_bytes(Bytes::copy_from_slice(body)).map_err(|_| SdpError::NotUtf8)?;
     let sdp = match SessionDescription::parse(&text) {
         Ok(sdp) => sdp,
@@ -758,6 +775,22 @@ mod tests {
         assert_eq!(err, SdpError::NoCommonCodec { offered: vec![18, 101] });
         assert_eq!(err.sip_status(), 488);
         assert!(err.to_string().contains("[18, 101]"));
+    }
+
+    #[test]
+    fn oversized_offers_are_refused_before_they_are_read() {
+        let mut many = String::from("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n");
+        for i in 0..2000 {
+            many.push_str(&format!("m=audio {} RTP/AVP 0\r\n", 10_000 + 2 * (i % 1000)));
+        }
+        assert_eq!(parse(many.as_bytes()).err(), Some(SdpError::TooLarge(many.len())));
+        let mut seventeen = String::from("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n");
+        for i in 0..17 {
+            seventeen.push_str(&format!("m=audio {} RTP/AVP 0\r\n", 10_000 + 2 * i));
+        }
+        let e = parse(seventeen.as_bytes()).err();
+        assert_eq!(e, Some(SdpError::TooManyMedia(17)));
+        assert_eq!(e.map(|e| e.sip_status()), Some(488));
     }
 
     #[test]

@@ -28,6 +28,16 @@ pub struct Media {
 pub async fn prepare_media(calls: &Calls, req: &Request) -> Result<Media, (u16, String)> {
     let offer = sdp::parse(&req.body).map_err(|e| (488, format!("Not Acceptable Here ({e})")))?;
     let neg = sdp::negotiate(&offer, &CODECS).map_err(|e| (e.sip_status(), format!("Not Acceptable Here ({e})")))?;
+    if neg.remote.is_ipv6() != calls.settings.media_ip.is_ipv6() && neg.remote.port() != 0 {
+        let (theirs, ours) = match neg.remote.is_ipv6() {
+            true => ("IPv6", "IPv4"),
+            false => ("IPv4", "IPv6"),
+        };
+        return Err((
+            488,
+            format!("Not Acceptable Here (the media address is {theirs}; IVM's media is on {ours})"),
+        ));
+    }
     let endpoint = match calls.ports.bind(calls.settings.media_ip).await.map(RtpEndpoint::new) {
         Ok(Ok(ep)) => Arc::new(ep),
         Ok(Err(e)) => {
