@@ -44,6 +44,10 @@ pub struct SipConfig {
     pub realm: String,
     pub max_message_bytes: usize,
     pub tcp_idle_timeout_secs: u64,
+    /// How long a message begun on a TCP connection may take to complete.
+    pub tcp_message_timeout_secs: u64,
+    /// Connections one remote IP address may hold at once.
+    pub tcp_max_connections_per_ip: usize,
     pub t1_ms: u64,
     pub t2_ms: u64,
     pub t4_ms: u64,
@@ -56,6 +60,8 @@ impl Default for SipConfig {
             realm: "ivm.local".into(),
             max_message_bytes: 65536,
             tcp_idle_timeout_secs: 300,
+            tcp_message_timeout_secs: 10,
+            tcp_max_connections_per_ip: 64,
             t1_ms: 500,
             t2_ms: 4000,
             t4_ms: 5000,
@@ -410,6 +416,12 @@ impl Config {
         }
         if s.max_message_bytes < 1024 {
             return Err(at("sip", "max_message_bytes", "must be at least 1024"));
+        }
+        if s.tcp_message_timeout_secs == 0 {
+            return Err(at("sip", "tcp_message_timeout_secs", "must be above 0"));
+        }
+        if s.tcp_max_connections_per_ip == 0 {
+            return Err(at("sip", "tcp_max_connections_per_ip", "must be above 0"));
         }
         if s.t1_ms == 0 || s.t2_ms < s.t1_ms || s.t4_ms == 0 {
             return Err(at(

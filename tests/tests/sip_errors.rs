@@ -180,3 +180,73 @@ fn tcp_options_and_framing() {
     t.send(&d.to_bytes()).expect("send after keep-alive");
     assert_eq!(t.final_response(WAIT).expect("response after keep-alive").status, 200);
 }
+
+/// Waits until the server closes `stream` (read returns 0 or fails); how long that took.
+fn closed_within(stream: &mut std::net::TcpStream, limit: Duration) -> Option<Duration> {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut buf = [0u8; 512];
+    while started.elapsed() < limit {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return Some(started.elapsed()),
+        }
+    }
+    None
+}
+
+/// Issue 9: a client that sends a header a byte at a time (every 250 ms, so the idle timer
+/// never fires) is closed when its message is not complete within
+/// `tcp_message_timeout_secs`; and one address may hold only `tcp_max_connections_per_ip`.
+#[test]
+fn a_trickling_tcp_client_is_closed_and_connections_per_address_are_capped() {
+    use std::io::Write;
+    let server =
+        Server::start("[sip]\ntcp_message_timeout_secs = 2\ntcp_max_connections_per_ip = 3\n").expect("start ivm-sipd");
+    let mut slow = std::net::TcpStream::connect(server.addr).expect("connect");
+    let trickle = {
+        let mut w = slow.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            for b in b"OPTIONS sip:ivm.local SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKslow\r\n".iter() {
+                if w.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+    };
+    let closed = closed_within(&mut slow, Duration::from_secs(8));
+    assert!(
+        closed.is_some_and(|t| t >= Duration::from_millis(1500) && t < Duration::from_secs(5)),
+        "the trickling connection was closed after {closed:?} (limit 2 s)"
+    );
+    let _ = trickle.join();
+
+    // Three connections from 127.0.0.1 are held; a fourth is refused at once.
+    let mut held: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(server.addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut fourth = std::net::TcpStream::connect(server.addr).expect("connect");
+    assert!(
+        closed_within(&mut fourth, Duration::from_secs(2)).is_some(),
+        "a fourth connection from the same address is closed"
+    );
+    for s in &mut held {
+        assert!(
+            closed_within(s, Duration::from_millis(300)).is_none(),
+            "the first three stay open"
+        );
+    }
+    // Once they are gone, a new connection is taken and answered.
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut t = TcpClient::connect(server.addr).expect("connect");
+    let req = Request::new("OPTIONS", &format!("sip:{}", server.addr), t.local, "TCP");
+    t.send(&req.to_bytes()).expect("send");
+    let r = t.final_response(WAIT).expect("200 over TCP");
+    assert_eq!(r.status, 200, "{}", r.text());
+}

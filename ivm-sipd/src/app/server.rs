@@ -21,7 +21,7 @@ use crate::stack::dialog::DialogTable;
 use crate::stack::endpoint;
 use crate::stack::router::Router;
 use crate::stack::transaction::Timers;
-use crate::stack::transport::tcp::TcpConnections;
+use crate::stack::transport::tcp::{TcpConnections, TcpLimits};
 use crate::stack::transport::{self, Inbound, Transmitter};
 use crate::store::writer::StoreHandle;
 use ivm_media::codec::FRAME_MS;
@@ -46,8 +46,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (inbound_tx, inbound_rx) = mpsc::channel::<Inbound>(16384);
     let tcp = TcpConnections::new(
         inbound_tx.clone(),
-        config.sip.max_message_bytes,
-        Duration::from_secs(config.sip.tcp_idle_timeout_secs),
+        TcpLimits {
+            max_message_bytes: config.sip.max_message_bytes,
+            idle: Duration::from_secs(config.sip.tcp_idle_timeout_secs),
+            message: Duration::from_secs(config.sip.tcp_message_timeout_secs),
+            per_ip: config.sip.tcp_max_connections_per_ip,
+        },
     );
     let transmitter = Transmitter::sockets(udp.clone(), tcp.clone());
     tokio::spawn(transport::udp::receive_loop(

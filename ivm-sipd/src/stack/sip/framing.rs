@@ -46,6 +46,11 @@ impl StreamFramer {
         self.buf.extend_from_slice(data);
     }
 
+    /// Whether part of a message is waiting for the rest.
+    pub fn pending(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
     /// The next complete item, `Ok(None)` when more bytes are needed.
     pub fn next_item(&mut self) -> Result<Option<Framed>, FramingError> {
         let lead = self.buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();

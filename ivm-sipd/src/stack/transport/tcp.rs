@@ -1,7 +1,8 @@
 //! The TCP transport: accepted and outbound connections kept in one table by remote address,
 //! so requests and responses reuse a connection in both directions; each connection is cut
-//! into messages by the stream framer, answers CRLF keep-alives, and is closed when idle or
-//! when it breaks framing (RFC 3261 §18.3).
+//! into messages by the stream framer, answers CRLF keep-alives, and is closed when idle, when a
+//! message it began does not complete in time (a client trickling a byte now and then), or when
+//! it breaks framing (RFC 3261 §18.3). One remote IP address may hold only so many connections.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,18 +28,28 @@ pub struct TcpConnections {
 struct Inner {
     conns: Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>>,
     inbound: mpsc::Sender<Inbound>,
-    max_message_bytes: usize,
-    idle: Duration,
+    limits: TcpLimits,
+}
+
+/// What a connection may do.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpLimits {
+    pub max_message_bytes: usize,
+    /// Closed after this long without traffic.
+    pub idle: Duration,
+    /// A message must be complete this long after its first byte.
+    pub message: Duration,
+    /// Connections with one remote IP address, both ways; past it, new ones are refused.
+    pub per_ip: usize,
 }
 
 impl TcpConnections {
-    pub fn new(inbound: mpsc::Sender<Inbound>, max_message_bytes: usize, idle: Duration) -> Self {
+    pub fn new(inbound: mpsc::Sender<Inbound>, limits: TcpLimits) -> Self {
         TcpConnections {
             inner: Arc::new(Inner {
                 conns: Mutex::new(HashMap::new()),
                 inbound,
-                max_message_bytes,
-                idle,
+                limits,
             }),
         }
     }
@@ -81,6 +92,12 @@ impl TcpConnections {
         loop {
             match listener.accept().await {
                 Ok((stream, remote)) => {
+                    let from_ip = self.lock().keys().filter(|a| a.ip() == remote.ip()).count();
+                    if from_ip >= self.inner.limits.per_ip {
+                        tracing::info!(%remote, connections = from_ip, "tcp: too many connections from this address, refused");
+                        drop(stream);
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
                     self.adopt(stream, remote);
                 }
@@ -128,10 +145,21 @@ impl TcpConnections {
             transport: TransportKind::Tcp,
             addr: remote,
         };
-        let mut framer = StreamFramer::new(self.inner.max_message_bytes);
+        let limits = self.inner.limits;
+        let mut framer = StreamFramer::new(limits.max_message_bytes);
         let mut buf = vec![0u8; 16384];
+        // When the first byte of the message still incomplete arrived.
+        let mut begun: Option<tokio::time::Instant> = None;
         loop {
-            let n = match tokio::time::timeout(self.inner.idle, reader.read(&mut buf)).await {
+            let wait = match begun {
+                Some(t) => limits.idle.min(limits.message.saturating_sub(t.elapsed())),
+                None => limits.idle,
+            };
+            let n = match tokio::time::timeout(wait, reader.read(&mut buf)).await {
+                Err(_) if begun.is_some() => {
+                    tracing::info!(%remote, limit = ?limits.message, "tcp: message not completed in time, closing");
+                    return;
+                }
                 Err(_) => {
                     tracing::debug!(%remote, "tcp: idle connection closed");
                     return;
@@ -144,6 +172,7 @@ impl TcpConnections {
                 }
             };
             framer.push(&buf[..n]);
+            let mut completed = false;
             loop {
                 match framer.next_item() {
                     Ok(None) => break,
@@ -151,6 +180,7 @@ impl TcpConnections {
                         let _ = tx.send(Bytes::from_static(b"\r\n"));
                     }
                     Ok(Some(Framed::Message(data))) => {
+                        completed = true;
                         tracing::debug!(%source, message = %String::from_utf8_lossy(&data), "tcp: received");
                         match parse_message(data, Framing::Stream) {
                             Ok(mut msg) => {
@@ -176,6 +206,11 @@ impl TcpConnections {
                     }
                 }
             }
+            begun = match (framer.pending(), completed) {
+                (false, _) => None,
+                (true, true) => Some(tokio::time::Instant::now()),
+                (true, false) => begun.or_else(|| Some(tokio::time::Instant::now())),
+            };
         }
     }
 }
