@@ -288,7 +288,7 @@ impl Default for SmsConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 2775)),
             address: String::new(),
             system_id: "ivm".into(),
-            password: "ivm".into(),
+            password: String::new(),
             source_addr: "IVM".into(),
             window: 10,
             rate_per_sec: 0,

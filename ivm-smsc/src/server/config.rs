@@ -25,9 +25,9 @@ pub enum ReceiptIdFormat {
 /// Settings of the built-in SMSC.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Accept only this `system_id` (`None`: any).
+    /// Accept only this `system_id` (`None`: any); another gets `ESME_RBINDFAIL`.
     pub system_id: Option<String>,
-    /// Accept only this password (`None`: any).
+    /// Accept only this password (`None`: any); another gets `ESME_RINVPASWD`.
     pub password: Option<String>,
     /// `system_id` the SMSC names itself in bind responses.
     pub smsc_system_id: String,

@@ -211,7 +211,8 @@ impl Reader {
         let status = if self.bound.is_some() {
             CommandStatus::EsmeRalybnd
         } else if self.state.cfg.system_id.as_deref().is_some_and(|s| s != system_id) {
-            CommandStatus::EsmeRinvsysid
+            // Not "invalid system_id": that would tell a guesser which ids exist.
+            CommandStatus::EsmeRbindfail
         } else if self.state.cfg.password.as_deref().is_some_and(|p| p != password) {
             CommandStatus::EsmeRinvpaswd
         } else {

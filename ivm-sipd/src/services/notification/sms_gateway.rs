@@ -41,6 +41,40 @@ impl SmsGateway for ivm_smsc::SmsClient {
     }
 }
 
+/// The file in the data directory that holds the built-in SMSC's generated bind password.
+pub const PASSWORD_FILE: &str = "smsc-password";
+
+/// The built-in SMSC's password: read from `path`, or made (8 random letters and digits, the
+/// most SMPP 3.4 allows) and written there, readable by the owner only, at the first start.
+fn builtin_password(path: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let p = text.trim().to_owned();
+        if !p.is_empty() {
+            return Ok(p);
+        }
+    }
+    // SMPP 3.4 passwords are at most 8 characters (§5.2.2, a C-Octet String of 9).
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut raw = [0u8; 8];
+    rand::fill(&mut raw);
+    let password: String = raw
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write the built-in SMSC password to {}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{password}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(file = %path.display(), "built-in SMSC: bind password generated");
+    Ok(password)
+}
+
 /// Starts SMS as `[smsc]` says: the built-in SMSC (kept running for the process) and the
 /// client with its outbox in the data directory's database; receipts of missed-message SMS are
 /// written to their delivery.
@@ -51,23 +85,33 @@ pub async fn start(
 ) -> anyhow::Result<Option<ivm_smsc::SmsClient>> {
     use crate::config::SmsMode;
     use anyhow::Context;
+    let mut password = cfg.password.clone();
     let address = match cfg.mode {
         SmsMode::Off => return Ok(None),
         SmsMode::External => cfg.address.clone(),
         SmsMode::Builtin => {
+            if password.is_empty() {
+                let dir = db.parent().unwrap_or(std::path::Path::new("."));
+                password = builtin_password(&dir.join(PASSWORD_FILE))?;
+            }
             let listener = tokio::net::TcpListener::bind(cfg.listen)
                 .await
                 .with_context(|| format!("cannot start the built-in SMSC on {} (smsc.listen)", cfg.listen))?;
+            let server_cfg = ivm_smsc::server::ServerConfig {
+                system_id: Some(cfg.system_id.clone()),
+                password: Some(password.clone()),
+                ..ivm_smsc::server::ServerConfig::default()
+            };
             // The SMSC keeps serving when its handle is dropped: it runs as long as the process.
-            ivm_smsc::server::serve(listener, ivm_smsc::server::ServerConfig::default()).await?;
-            tracing::info!(listen = %cfg.listen, "built-in SMSC listening");
+            ivm_smsc::server::serve(listener, server_cfg).await?;
+            tracing::info!(listen = %cfg.listen, system_id = cfg.system_id, "built-in SMSC listening");
             cfg.listen.to_string()
         }
     };
     let client_cfg = ivm_smsc::SmscConfig {
         address,
         system_id: cfg.system_id.clone(),
-        password: cfg.password.clone(),
+        password,
         source_addr: cfg.source_addr.clone(),
         window: cfg.window,
         rate_per_sec: cfg.rate_per_sec,
