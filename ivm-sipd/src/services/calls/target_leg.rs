@@ -287,24 +287,33 @@ pub async fn run(calls: Arc<Calls>, info: Arc<MessageInfo>, audio: Audio, dest: 
     let source_codec = audio.codec();
     let mut player = Player::new(audio, calls.fragments.clone(), calls.settings.catch_up_speed);
     let mut out = OutboundStream::new();
-    let started = tokio::time::Instant::now();
     let mut joined = false;
     let mut complete = false;
     let mut they_hung_up = false;
     // The target put the call on hold (RFC 3264 §6.1): the message waits where it is.
     let mut media = MediaSession::new(session, offer);
     let mut was_held = false;
+    let mut held_since: Option<tokio::time::Instant> = None;
     loop {
         if std::mem::replace(&mut was_held, media.held()) && !media.held() {
             player.resume();
+            // The timestamp moves on over the hold (and the next packet is marked), so the
+            // phone's jitter buffer sees a pause. Only a hold does this: a catch-up that is
+            // slow to read the store is still one continuous stream.
+            if let Some(since) = held_since.take() {
+                let per_frame = ivm_media::codec::SAMPLES_PER_FRAME as u32;
+                let frames = u32::try_from(since.elapsed().as_millis() / 20).unwrap_or(u32::MAX / per_frame);
+                out.skip(frames.saturating_mul(per_frame));
+            }
+        }
+        if media.held() && held_since.is_none() {
+            held_since = Some(tokio::time::Instant::now());
         }
         tokio::select! {
             frame = player.next(), if !media.held() => match frame {
                 Some(f) => {
                     let payload = source_codec.convert_frame(neg.codec, &f);
-                    // After a hold the timestamp moves on over the pause (and is marked).
-                    let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    let _ = endpoint.send(&out.next_audio_at(neg.payload_type, &payload, now_ms)).await;
+                    let _ = endpoint.send(&out.next_audio(neg.payload_type, &payload)).await;
                 }
                 None => { complete = true; break; }
             },
