@@ -72,10 +72,12 @@ pub fn rtp_port_range(pairs: u16) -> String {
 }
 
 /// The config of an IVM test server: its own RTP range, the callers'
-/// trusted trunk, one trunk per target, then `extra` merged over it.
+/// trusted trunk (a gateway that asserts its callers' identity, so a caller
+/// presenting a subscriber's number is that subscriber), one trunk per
+/// target, then `extra` merged over it.
 pub fn ivm_config(targets: &[TargetTrunk], rtp_pairs: u16, extra: &str) -> anyhow::Result<String> {
     let mut toml = format!(
-        "[media]\nrtp_ports = \"{}\"\n\n[[trunk]]\nname = \"callers\"\naddress = \"{CALLER_IP}:5060\"\ntrusted = [\"{CALLER_IP}/32\"]\n",
+        "[media]\nrtp_ports = \"{}\"\n\n[[trunk]]\nname = \"callers\"\naddress = \"{CALLER_IP}:5060\"\ntrusted = [\"{CALLER_IP}/32\"]\nasserts_identity = true\n",
         rtp_port_range(rtp_pairs)
     );
     for t in targets {

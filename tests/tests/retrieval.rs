@@ -761,3 +761,45 @@ fn a_message_heard_live_is_not_new_in_the_mailbox_and_not_reported_twice() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Issue 9: a trunk is trusted to place calls, not to be a subscriber. From a trunk that does
+/// not assert identity, `From: 1001` dialing the retrieval number of 1001's message is asked
+/// for 1001's PIN instead of hearing the message; with the PIN it hears it. (The callers'
+/// trunk of the other tests asserts identity, `asserts_identity = true`.)
+#[test]
+fn a_trunk_that_does_not_assert_identity_cannot_claim_a_subscriber() {
+    const GATEWAY_IP: &str = "127.0.0.3";
+    let server = start_ivm_server(&[], NOTIFY_CONFIG, &[]).expect("start ivm-sipd");
+    add_subscriber(&server, TARGET.0, TARGET.1, &["--pin", "4321"]).expect("add 1001 with a PIN");
+    // Added while the server runs, without --asserts-identity (picked up within a second).
+    let gateway = format!("{GATEWAY_IP}:5060");
+    server
+        .admin_ok(&[
+            "trunk",
+            "add",
+            "gateway",
+            "--address",
+            &gateway,
+            "--trusted",
+            GATEWAY_IP,
+        ])
+        .expect("trunk add");
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = clip(20);
+    let id = missed_clip(&server, &sent);
+
+    let phone = Phone::new(GATEWAY_IP, server.addr).expect("phone behind the gateway");
+    let mut call = phone
+        .call(&retrieval_number(id), TARGET.0, None, Law::Pcmu, Duration::from_secs(5))
+        .expect("call answered");
+    std::thread::sleep(Duration::from_millis(500));
+    call.info_digits("4321#").expect("1001's PIN");
+    let played = wait_heard(&phone.sink, &sent, Law::Pcmu, HEAR);
+    hang_up(&mut call, &phone);
+    let payload = heard(&phone.sink, 0);
+    assert!(
+        payload.starts_with(&prompt("enter_pin")[..FRAME_BYTES * 10]),
+        "the trunk caller is asked for the PIN first"
+    );
+    played.expect("with the PIN, the message plays");
+}

@@ -32,6 +32,7 @@ pub fn trunk_command(config: &Config, cmd: TrunkCommand) -> anyhow::Result<()> {
             transport,
             routes,
             trusted,
+            asserts_identity,
         } => {
             trunks::add(
                 &conn,
@@ -41,6 +42,7 @@ pub fn trunk_command(config: &Config, cmd: TrunkCommand) -> anyhow::Result<()> {
                     transport,
                     routes,
                     trusted,
+                    asserts_identity,
                 },
             )?;
             println!("added trunk {name}");
@@ -69,12 +71,13 @@ pub fn trunk_command(config: &Config, cmd: TrunkCommand) -> anyhow::Result<()> {
                 } else {
                     let list = |v: &[String]| if v.is_empty() { "-".to_owned() } else { v.join(",") };
                     println!(
-                        "{}\t{}\t{}\troutes={}\ttrusted={}\t{}{}",
+                        "{}\t{}\t{}\troutes={}\ttrusted={}\tasserts_identity={}\t{}{}",
                         row.spec.name,
                         row.spec.transport.as_str(),
                         row.spec.address,
                         list(&row.spec.routes),
                         list(&row.spec.trusted),
+                        row.spec.asserts_identity,
                         row.source,
                         if row.active {
                             ""

@@ -145,6 +145,10 @@ pub enum TrunkCommand {
         /// A source network (CIDR or IP address) whose requests are accepted as this trunk (repeatable).
         #[arg(long = "trusted", value_name = "CIDR")]
         trusted: Vec<String>,
+        /// The caller identity it presents (P-Asserted-Identity, else From) names a subscriber:
+        /// its calls open that subscriber's messages without a PIN.
+        #[arg(long)]
+        asserts_identity: bool,
     },
     /// List trunks: those of the config file and the stored ones.
     List {

@@ -54,6 +54,8 @@ pub struct Trunk {
     /// Anchored: `^(?:route)$`.
     pub routes: Vec<Regex>,
     pub trusted: Vec<IpNet>,
+    /// Its caller identity names a subscriber (see [`TrunkSpec::asserts_identity`]).
+    pub asserts_identity: bool,
     pub origin: TrunkOrigin,
 }
 
@@ -96,6 +98,7 @@ impl TrunkSpec {
             transport: self.transport.into(),
             routes,
             trusted,
+            asserts_identity: self.asserts_identity,
             origin,
         })
     }
@@ -252,6 +255,7 @@ mod tests {
             transport: TrunkTransport::Udp,
             routes: routes.iter().map(|s| s.to_string()).collect(),
             trusted: trusted.iter().map(|s| s.to_string()).collect(),
+            asserts_identity: false,
         }
     }
 

@@ -106,6 +106,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE deliveries ADD COLUMN sms_state TEXT;",
     // 6: the Path of a registration (RFC 3327): the proxies a request to the phone goes through
     "ALTER TABLE registrations ADD COLUMN path TEXT NOT NULL DEFAULT '';",
+    // 7: whether a stored trunk's caller identity is trusted to name a subscriber
+    "ALTER TABLE trunks ADD COLUMN asserts_identity INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Opens (creating when needed) the database of a data directory and migrates its schema.

@@ -57,6 +57,11 @@ pub struct TrunkSpec {
     /// Source networks (CIDR, or a bare IP address) whose requests are accepted as this trunk.
     #[serde(default)]
     pub trusted: Vec<String>,
+    /// Whether the caller identity this trunk presents (P-Asserted-Identity, RFC 3325, else
+    /// the From user) identifies a subscriber — so its calls open that subscriber's mailbox
+    /// without a PIN. Off: the trunk may place calls, but never claims to be a subscriber.
+    #[serde(default)]
+    pub asserts_identity: bool,
 }
 
 fn valid_name(name: &str) -> bool {

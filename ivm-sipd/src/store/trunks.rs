@@ -12,15 +12,16 @@ pub fn add(conn: &Connection, spec: &TrunkSpec) -> Result<(), StoreError> {
     spec.validate()?;
     let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
     let res = conn.execute(
-        "INSERT INTO trunks (name, address, transport, routes, trusted, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO trunks (name, address, transport, routes, trusted, created_at, asserts_identity)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             spec.name,
             spec.address,
             spec.transport.as_str(),
             json(&spec.routes),
             json(&spec.trusted),
-            unix_now()
+            unix_now(),
+            spec.asserts_identity
         ],
     );
     match res {
@@ -34,8 +35,9 @@ pub fn add(conn: &Connection, spec: &TrunkSpec) -> Result<(), StoreError> {
 
 /// All stored trunks in the order they were added.
 pub fn list(conn: &Connection) -> Result<Vec<TrunkSpec>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT name, address, transport, routes, trusted FROM trunks ORDER BY created_at, rowid")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, address, transport, routes, trusted, asserts_identity FROM trunks ORDER BY created_at, rowid",
+    )?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
@@ -43,11 +45,12 @@ pub fn list(conn: &Connection) -> Result<Vec<TrunkSpec>, StoreError> {
             r.get::<_, String>(2)?,
             r.get::<_, String>(3)?,
             r.get::<_, String>(4)?,
+            r.get::<_, bool>(5)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (name, address, transport, routes, trusted) = row?;
+        let (name, address, transport, routes, trusted, asserts_identity) = row?;
         let list = |field: &'static str, text: String| {
             serde_json::from_str::<Vec<String>>(&text).map_err(|_| StoreError::Invalid {
                 field,
@@ -65,6 +68,7 @@ pub fn list(conn: &Connection) -> Result<Vec<TrunkSpec>, StoreError> {
             trusted: list("trunk trusted networks", trusted)?,
             name,
             address,
+            asserts_identity,
         });
     }
     Ok(out)
@@ -93,6 +97,7 @@ mod tests {
             transport: TrunkTransport::Tcp,
             routes: vec!["\\+49.*".into()],
             trusted: vec!["192.0.2.0/24".into()],
+            asserts_identity: false,
         };
         add(&conn, &gw)?;
         let pstn = TrunkSpec {
@@ -101,6 +106,7 @@ mod tests {
             transport: TrunkTransport::Udp,
             routes: Vec::new(),
             trusted: Vec::new(),
+            asserts_identity: true,
         };
         add(&conn, &pstn)?;
         assert!(matches!(add(&conn, &gw), Err(StoreError::TrunkExists(n)) if n == "gw"));

@@ -38,8 +38,10 @@ const PIN_WAIT: Duration = Duration::from_secs(15);
 /// The longest reply.
 const MAX_REPLY: Duration = Duration::from_secs(120);
 
-/// Runs a retrieval or mailbox call; `caller` is the authenticated subscriber or the trunk caller.
-pub async fn run(calls: Arc<Calls>, invite: ServerInvite, caller: String, service: Service) {
+/// Runs a retrieval or mailbox call. `caller` is the authenticated subscriber or the number a
+/// trunk presented; `verified` says whether that number may stand for a subscriber (digest, or
+/// a trunk that asserts identity) — if not, the owner proves itself with its PIN.
+pub async fn run(calls: Arc<Calls>, invite: ServerInvite, caller: String, verified: bool, service: Service) {
     let reject = |status: u16, reason: &str| invite.refuse(status, reason);
     // Whose messages, and which.
     let (owner, candidates, single) = match service {
@@ -54,12 +56,18 @@ pub async fn run(calls: Arc<Calls>, invite: ServerInvite, caller: String, servic
                 .run(move |conn| mailbox::targets(conn, id))
                 .await
                 .unwrap_or_default();
-            (owner_among(&calls, &caller, &targets).await, targets, Some(id))
+            let owner = match verified {
+                true => owner_among(&calls, &caller, &targets).await,
+                false => None,
+            };
+            (owner, targets, Some(id))
         }
         Service::Mailbox => {
             let c = caller.clone();
             match calls.store.run(move |conn| subscribers::owner_of(conn, &c)).await {
-                Ok(Some(o)) => (Some(o), Vec::new(), None),
+                Ok(Some(o)) if verified => (Some(o), Vec::new(), None),
+                // The number a trunk presents names the mailbox; its PIN opens it.
+                Ok(Some(o)) => (None, vec![o], None),
                 _ => return reject(403, "Forbidden (no mailbox for this caller)"),
             }
         }

@@ -42,14 +42,17 @@ pub async fn run(calls: Arc<Calls>, invite: ServerInvite) {
         .header_from()
         .and_then(|f| f.uri.as_sip().and_then(|u| u.user_unescaped()))
         .map(|u| String::from_utf8_lossy(&u).into_owned());
-    let caller = if calls.trunks.trusted(source.addr.ip()).is_some() {
-        match from_user.clone() {
-            Some(u) => u,
+    // A trunk is trusted to place calls; its caller is a subscriber only when the trunk
+    // asserts identity (then P-Asserted-Identity, RFC 3325, names it when present).
+    let (caller, verified) = if let Some(trunk) = calls.trunks.trusted(source.addr.ip()) {
+        let asserted = trunk.asserts_identity.then(|| asserted_user(&req)).flatten();
+        match asserted.or_else(|| from_user.clone()) {
+            Some(u) => (u, trunk.asserts_identity),
             None => return reject(403, "Forbidden (trunk call without a From user)"),
         }
     } else {
         match calls.auth.check(&req, from_user.as_deref()).await {
-            Ok(AuthOutcome::Ok(user)) => user,
+            Ok(AuthOutcome::Ok(user)) => (user, true),
             Ok(AuthOutcome::Challenge { stale }) => {
                 return invite.respond(calls.auth.challenge(&req, stale));
             }
@@ -69,7 +72,7 @@ pub async fn run(calls: Arc<Calls>, invite: ServerInvite) {
     let (ptt, targets) = match calls.dial_plan.resolve(&dialed) {
         Ok(Service::Ivm { ptt, targets, .. }) => (ptt, targets),
         Ok(service @ (Service::Retrieve { .. } | Service::Mailbox)) => {
-            return super::retrieval_leg::run(calls, invite, caller, service).await;
+            return super::retrieval_leg::run(calls, invite, caller, verified, service).await;
         }
         Err(e) => return reject(e.status(), &e.reason()),
     };
@@ -239,6 +242,24 @@ pub async fn run(calls: Arc<Calls>, invite: ServerInvite) {
             sip_status: Some(200),
         })
         .await;
+}
+
+/// The user of the first P-Asserted-Identity (RFC 3325) `sip:`/`tel:` URI.
+fn asserted_user(req: &crate::stack::sip::Request) -> Option<String> {
+    let value = req
+        .headers
+        .get(&crate::stack::sip::HeaderName::Other("P-Asserted-Identity".into()))?;
+    let first = String::from_utf8_lossy(value);
+    let first = first.split(',').next()?.trim().to_owned();
+    let addr = crate::stack::sip::NameAddr::parse(first.as_bytes()).ok()?;
+    match &addr.uri {
+        crate::stack::sip::Uri::Sip(u) => u.user_unescaped().map(|u| String::from_utf8_lossy(&u).into_owned()),
+        other => {
+            let text = other.to_string();
+            text.strip_prefix("tel:")
+                .map(|t| t.split(';').next().unwrap_or(t).to_owned())
+        }
+    }
 }
 
 fn target_label(t: &Target) -> String {
