@@ -786,16 +786,28 @@ impl Phone {
             s.push_str("Content-Length: 0\r\n\r\n");
             s
         };
+        self.with_digest((number, password), "SUBSCRIBE", &uri, &call_id, request)
+    }
+
+    /// Sends `request(1, None)`; on a 401 answers the MD5 challenge with `creds` and sends
+    /// `request(2, Some(authorization))`. The final response.
+    fn with_digest(
+        &self,
+        creds: (&str, &str),
+        method: &str,
+        uri: &str,
+        call_id: &str,
+        request: impl Fn(u32, Option<&str>) -> String,
+    ) -> anyhow::Result<SipMsg> {
         self.send(request(1, None).as_bytes())?;
-        let first = self.final_response(&call_id, 1, Duration::from_secs(5))?;
+        let first = self.final_response(call_id, 1, Duration::from_secs(5))?;
         if first.status() != Some(401) {
             return Ok(first);
         }
         let challenge = md5_challenge(&first)?;
-        let auth =
-            DigestCredentials::new(number, password).authorization(&challenge, "SUBSCRIBE", &uri, &unique("cn"), 1)?;
+        let auth = DigestCredentials::new(creds.0, creds.1).authorization(&challenge, method, uri, &unique("cn"), 1)?;
         self.send(request(2, Some(&auth)).as_bytes())?;
-        self.final_response(&call_id, 2, Duration::from_secs(5))
+        self.final_response(call_id, 2, Duration::from_secs(5))
     }
 
     /// PUBLISHes presence (RFC 3903) for `number`: `pidf` as the body (`None` for a refresh or,
@@ -831,16 +843,7 @@ impl Phone {
             let _ = write!(s, "Content-Length: {}\r\n\r\n{body}", body.len());
             s
         };
-        self.send(request(1, None).as_bytes())?;
-        let first = self.final_response(&call_id, 1, Duration::from_secs(5))?;
-        if first.status() != Some(401) {
-            return Ok(first);
-        }
-        let challenge = md5_challenge(&first)?;
-        let auth =
-            DigestCredentials::new(number, password).authorization(&challenge, "PUBLISH", &uri, &unique("cn"), 1)?;
-        self.send(request(2, Some(&auth)).as_bytes())?;
-        self.final_response(&call_id, 2, Duration::from_secs(5))
+        self.with_digest((number, password), "PUBLISH", &uri, &call_id, request)
     }
 }
 

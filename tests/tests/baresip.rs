@@ -49,6 +49,30 @@ fn frames_heard(heard: &[i16], sent: &[i16]) -> usize {
         .count()
 }
 
+/// A server with 1001 and 1002, their baresip phones registered, and 1001 dialing an IVM to
+/// 1002 (which answers at once when `bob_answers`); `None` (skipped) without baresip.
+fn alice_calls_bob(bob_answers: bool) -> Option<(Server, Baresip, Baresip)> {
+    if !baresip::available() {
+        eprintln!("SKIPPED: baresip is not installed");
+        return None;
+    }
+    let server = Server::start_with_subscribers("", &[("1001", "pw-1001"), ("1002", "pw-1002")]).expect("server");
+    let (mut alice, bob) = two_phones(&server, bob_answers);
+    alice.command("dial", "sip:5551002@ivm.local").expect("dial");
+    Some((server, alice, bob))
+}
+
+/// Waits until 1001's phone hangs up at the end of its file; the message's id.
+fn message_ended(alice: &mut Baresip, server: &Server) -> i64 {
+    alice
+        .wait_event("CALL_CLOSED", 0, Duration::from_secs(20))
+        .expect("1001's message ends");
+    wait_for(Duration::from_secs(5), "the message", || {
+        Ok(messages(server)?.first().map(|m| m.0))
+    })
+    .expect("message")
+}
+
 fn two_phones(server: &Server, bob_answers: bool) -> (Baresip, Baresip) {
     let sweep = decode_ulaw(&sweep_4s());
     let alice = Baresip::start(&PhoneConfig {
@@ -82,24 +106,14 @@ fn two_phones(server: &Server, bob_answers: bool) -> (Baresip, Baresip) {
 /// not `delivered` while held, and it is once the rest has played after the resume.
 #[test]
 fn baresip_holds_and_resumes_and_hears_the_whole_message() {
-    if !baresip::available() {
-        eprintln!("SKIPPED: baresip is not installed");
+    let Some((server, mut alice, mut bob)) = alice_calls_bob(true) else {
         return;
-    }
-    let server = Server::start_with_subscribers("", &[("1001", "pw-1001"), ("1002", "pw-1002")]).expect("server");
-    let (mut alice, mut bob) = two_phones(&server, true);
-    alice.command("dial", "sip:5551002@ivm.local").expect("dial");
+    };
     bob.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10))
         .expect("1002 answers");
     std::thread::sleep(Duration::from_secs(1));
     bob.command("hold", "").expect("hold");
-    alice
-        .wait_event("CALL_CLOSED", 0, Duration::from_secs(20))
-        .expect("1001's message ends");
-    let id = wait_for(Duration::from_secs(5), "the message", || {
-        Ok(messages(&server)?.first().map(|m| m.0))
-    })
-    .expect("message");
+    let id = message_ended(&mut alice, &server);
     std::thread::sleep(Duration::from_secs(1));
     let held = ivm_e2e::notify::delivery(&server, id, "1002").expect("delivery");
     assert!(
@@ -139,13 +153,9 @@ fn baresip_holds_and_resumes_and_hears_the_whole_message() {
 /// the mailbox, without a notification (`notified`).
 #[test]
 fn baresip_joins_the_sender_with_dtmf_1_and_the_message_stays_new() {
-    if !baresip::available() {
-        eprintln!("SKIPPED: baresip is not installed");
+    let Some((server, mut alice, mut bob)) = alice_calls_bob(false) else {
         return;
-    }
-    let server = Server::start_with_subscribers("", &[("1001", "pw-1001"), ("1002", "pw-1002")]).expect("server");
-    let (mut alice, mut bob) = two_phones(&server, false);
-    alice.command("dial", "sip:5551002@ivm.local").expect("dial");
+    };
     bob.wait_event("CALL_INCOMING", 0, Duration::from_secs(10))
         .expect("1002 rings");
     std::thread::sleep(Duration::from_millis(2000));
@@ -153,13 +163,7 @@ fn baresip_joins_the_sender_with_dtmf_1_and_the_message_stays_new() {
     bob.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(5))
         .expect("answered");
     bob.command("sndcode", "1").expect("DTMF 1");
-    alice
-        .wait_event("CALL_CLOSED", 0, Duration::from_secs(20))
-        .expect("1001's message ends");
-    let id = wait_for(Duration::from_secs(5), "the message", || {
-        Ok(messages(&server)?.first().map(|m| m.0))
-    })
-    .expect("message");
+    let id = message_ended(&mut alice, &server);
     let d = wait_delivery(&server, id, "1002", Duration::from_secs(15), "settled", |d| {
         !["pending", "alerting", "live", "catching_up"].contains(&d.state.as_str())
     })

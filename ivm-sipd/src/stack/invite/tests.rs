@@ -161,6 +161,16 @@ impl Stack {
         seen
     }
 
+    /// Our INVITE to the phone, ringing (up to `timeout`) in a task of its own.
+    fn ring_in_background(&self, timeout: Duration) -> tokio::task::JoinHandle<RingOutcome> {
+        let (core, dialogs) = (self.core.clone(), self.dialogs.clone());
+        tokio::spawn(async move {
+            ClientInvite::send(&core, &dialogs, our_invite(), phone())
+                .ring(timeout)
+                .await
+        })
+    }
+
     async fn invite_from_phone(&mut self, branch: &str) -> ServerInvite {
         self.send(&phone_invite(branch)).await;
         match tokio::time::timeout(Duration::from_secs(2), self.invites.recv()).await {
@@ -328,14 +338,7 @@ fn phone_response(req: &Request, status: u16, extra: &[(HeaderName, &str)]) -> S
 #[tokio::test]
 async fn an_answered_invite_is_acked_with_its_cseq_and_a_retransmitted_2xx_again() {
     let mut s = stack();
-    let ringing = tokio::spawn({
-        let (core, dialogs) = (s.core.clone(), s.dialogs.clone());
-        async move {
-            ClientInvite::send(&core, &dialogs, our_invite(), phone())
-                .ring(Duration::from_secs(5))
-                .await
-        }
-    });
+    let ringing = s.ring_in_background(Duration::from_secs(5));
     let invite = s.request().await;
     assert_eq!(invite.method, Method::Invite);
     s.send(&phone_response(&invite, 180, &[])).await;
@@ -385,14 +388,7 @@ async fn an_answered_invite_is_acked_with_its_cseq_and_a_retransmitted_2xx_again
 #[tokio::test]
 async fn a_ringing_invite_is_cancelled_at_the_ring_timeout() {
     let mut s = stack();
-    let ringing = tokio::spawn({
-        let (core, dialogs) = (s.core.clone(), s.dialogs.clone());
-        async move {
-            ClientInvite::send(&core, &dialogs, our_invite(), phone())
-                .ring(Duration::from_millis(5 * T1))
-                .await
-        }
-    });
+    let ringing = s.ring_in_background(Duration::from_millis(5 * T1));
     let invite = s.request().await;
     s.send(&phone_response(&invite, 180, &[])).await;
     let cancel = loop {
@@ -462,14 +458,7 @@ async fn an_invite_given_up_before_it_rang_is_cancelled_once_it_rings() {
 #[tokio::test]
 async fn a_busy_target_refuses() {
     let mut s = stack();
-    let ringing = tokio::spawn({
-        let (core, dialogs) = (s.core.clone(), s.dialogs.clone());
-        async move {
-            ClientInvite::send(&core, &dialogs, our_invite(), phone())
-                .ring(Duration::from_secs(5))
-                .await
-        }
-    });
+    let ringing = s.ring_in_background(Duration::from_secs(5));
     let invite = s.request().await;
     s.send(&phone_response(&invite, 486, &[])).await;
     match ringing.await {
