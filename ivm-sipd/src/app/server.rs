@@ -70,7 +70,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let dialogs = DialogTable::default();
     let registrar = Arc::new(registrar);
     let (events, call_events) = CallEvents::channel();
-    let Started { calls, mwi, sms } = start_calls(
+    let Started {
+        calls,
+        mwi,
+        sms,
+        unsent,
+    } = start_calls(
         &config,
         core.clone(),
         dialogs.clone(),
@@ -89,6 +94,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         sms,
         call_events,
         registered,
+        unsent,
         config.calls.expiry_days,
     );
     // What phones PUBLISH is what target legs read.
@@ -122,6 +128,8 @@ struct Started {
     calls: Arc<Calls>,
     mwi: Mwi,
     sms: Option<Arc<dyn SmsGateway>>,
+    /// Notices of missed messages that a crash kept from being sent.
+    unsent: Vec<crate::store::mailbox::UnsentNotice>,
 }
 
 /// Opens the fragment store (recovering its log), closes messages a crash left open, and
@@ -148,9 +156,13 @@ async fn start_calls(
     }
     let frames: std::collections::HashMap<i64, u32> =
         recovery.messages.iter().map(|m| (m.message_id, m.frames)).collect();
-    let closed = store
+    // Closed before any call is taken, so that every notice listed here was lost by the crash
+    // (none is being sent by this process yet).
+    let (closed, unsent) = store
         .run(move |conn| {
-            crate::store::messages::recover(conn, |id| frames.get(&id).copied().unwrap_or(0), i64::from(FRAME_MS))
+            let closed =
+                crate::store::messages::recover(conn, |id| frames.get(&id).copied().unwrap_or(0), i64::from(FRAME_MS))?;
+            Ok((closed, crate::store::mailbox::unsent_notices(conn)?))
         })
         .await?;
     if closed > 0 {
@@ -198,7 +210,12 @@ async fn start_calls(
         presence: Presence::default(),
         live: Default::default(),
     });
-    Ok(Started { calls, mwi, sms })
+    Ok(Started {
+        calls,
+        mwi,
+        sms,
+        unsent,
+    })
 }
 
 async fn shutdown_signal() {

@@ -202,13 +202,57 @@ pub fn mark_notified(conn: &Connection, message_id: i64, target: &str) -> Result
     Ok(n > 0)
 }
 
+/// The notice claimed by [`mark_notified`] was handed to every channel that wanted it.
+pub fn mark_notice_done(conn: &Connection, message_id: i64, target: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE deliveries SET notice_done_at = ?1
+         WHERE message_id = ?2 AND target = ?3 AND notified_at IS NOT NULL AND notice_done_at IS NULL",
+        params![unix_now_ms(), message_id, target],
+    )?;
+    Ok(())
+}
+
+/// A missed delivery whose notice a crash may have lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsentNotice {
+    pub message_id: i64,
+    pub target: String,
+    /// Whether the notice was claimed (and perhaps partly sent) before the crash.
+    pub claimed: bool,
+}
+
+/// After a crash, the missed deliveries of complete messages whose notice was never claimed
+/// (crash recovery closed them as unanswered) or claimed but not finished, oldest first.
+pub fn unsent_notices(conn: &Connection) -> Result<Vec<UnsentNotice>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT d.message_id, d.target, d.notified_at IS NOT NULL FROM deliveries d
+         JOIN messages m ON m.id = d.message_id
+         WHERE m.state = ?3 AND d.folder = 'new' AND d.notice_done_at IS NULL
+           AND ((d.state = ?1 AND d.notified_at IS NULL) OR (d.state = ?2 AND d.notified_at IS NOT NULL))
+         ORDER BY d.message_id, d.target",
+    )?;
+    let rows = stmt
+        .query_map(
+            params![delivery::UNANSWERED, NOTIFIED, super::messages::COMPLETE],
+            |r| {
+                Ok(UnsentNotice {
+                    message_id: r.get(0)?,
+                    target: r.get(1)?,
+                    claimed: r.get(2)?,
+                })
+            },
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 /// A delivery whose target was on the call but did not hear all of it (it joined the sender
 /// live, passing over the backlog): new in the mailbox, counted as notified and forwarded, so
 /// neither a notification nor a store-and-forward call follows.
 pub fn mark_partly_heard(conn: &Connection, message_id: i64, target: &str) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE deliveries SET state = ?1, notified_at = COALESCE(notified_at, ?2),
-             forwarded_at = COALESCE(forwarded_at, ?2), updated_at = ?2
+             notice_done_at = COALESCE(notice_done_at, ?2), forwarded_at = COALESCE(forwarded_at, ?2), updated_at = ?2
          WHERE message_id = ?3 AND target = ?4",
         params![NOTIFIED, unix_now_ms(), message_id, target],
     )?;
@@ -282,6 +326,47 @@ mod tests {
         }
         messages::set_delivery(&conn, id, "1001", delivery::DELIVERED, Some(200))?;
         assert_eq!(counts(&conn, "1001")?, (0, 0), "heard in full");
+        Ok(())
+    }
+
+    #[test]
+    fn a_notice_lost_to_a_crash_is_found_until_it_is_done() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::DataDir {
+            path: "tmp".into(),
+            source: e,
+        })?;
+        let conn = super::super::open(dir.path())?;
+        let id = messages::create(
+            &conn,
+            &NewMessage {
+                sender: "1002".into(),
+                kind: "ivm".into(),
+                codec: "PCMU".into(),
+                call_id: "c1".into(),
+                targets: vec!["1001".into(), "1003".into(), "1004".into()],
+            },
+        )?;
+        messages::set_delivery(&conn, id, "1001", delivery::ALERTING, None)?;
+        messages::set_delivery(&conn, id, "1003", delivery::UNANSWERED, Some(480))?;
+        messages::set_delivery(&conn, id, "1004", delivery::DELIVERED, Some(200))?;
+        assert!(unsent_notices(&conn)?.is_empty(), "nothing while the message records");
+        // The crash: recovery closes the message and the ringing delivery.
+        messages::recover(&conn, |_| 10, 20)?;
+        let unclaimed = |t: &str| UnsentNotice {
+            message_id: id,
+            target: t.into(),
+            claimed: false,
+        };
+        assert_eq!(unsent_notices(&conn)?, vec![unclaimed("1001"), unclaimed("1003")]);
+        // 1001's notice is claimed, and the process dies before the channels are done.
+        assert!(mark_notified(&conn, id, "1001")?);
+        let pending = unsent_notices(&conn)?;
+        assert_eq!(pending.first().map(|n| n.claimed), Some(true), "{pending:?}");
+        mark_notice_done(&conn, id, "1001")?;
+        assert!(mark_notified(&conn, id, "1003")?);
+        mark_notice_done(&conn, id, "1003")?;
+        assert!(unsent_notices(&conn)?.is_empty());
+        assert!(!mark_notified(&conn, id, "1003")?, "claimed once");
         Ok(())
     }
 }

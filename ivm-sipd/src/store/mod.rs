@@ -108,6 +108,10 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE registrations ADD COLUMN path TEXT NOT NULL DEFAULT '';",
     // 7: whether a stored trunk's caller identity is trusted to name a subscriber
     "ALTER TABLE trunks ADD COLUMN asserts_identity INTEGER NOT NULL DEFAULT 0;",
+    // 8: when the notice of a missed delivery was handed to every channel (`notified_at` is
+    // when it was claimed); a claim without this is redone after a crash
+    "ALTER TABLE deliveries ADD COLUMN notice_done_at INTEGER;
+    UPDATE deliveries SET notice_done_at = notified_at WHERE notified_at IS NOT NULL;",
 ];
 
 /// Opens (creating when needed) the database of a data directory and migrates its schema.

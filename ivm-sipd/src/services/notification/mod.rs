@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use crate::services::calls::Calls;
 use crate::services::calls::events::CallEvent;
 use crate::services::mwi::Mwi;
+use crate::store::mailbox::UnsentNotice;
 use notifier::Channel;
 use sms_gateway::SmsGateway;
 
@@ -38,16 +39,18 @@ pub fn channels(mwi: Mwi, sms: Option<Arc<dyn SmsGateway>>) -> Vec<Arc<dyn Chann
     ]
 }
 
-/// Starts the notifications: the channels listen to `events` (from calls) and `registered`
-/// (AORs from the registrar); unsaved messages expire after `expiry_days`.
+/// Starts the notifications: the notices a crash left `unsent` are sent first, then the
+/// channels listen to `events` (from calls) and `registered` (AORs from the registrar); unsaved
+/// messages expire after `expiry_days`.
 pub fn start(
     calls: Arc<Calls>,
     mwi: Mwi,
     sms: Option<Arc<dyn SmsGateway>>,
     events: mpsc::UnboundedReceiver<CallEvent>,
     registered: mpsc::UnboundedReceiver<String>,
+    unsent: Vec<UnsentNotice>,
     expiry_days: u64,
 ) {
     expiry::start(calls.clone(), mwi.clone(), expiry_days);
-    notifier::run(calls, channels(mwi, sms), events, registered);
+    notifier::run(calls, channels(mwi, sms), events, registered, unsent);
 }

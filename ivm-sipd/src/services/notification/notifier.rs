@@ -1,6 +1,8 @@
 //! The notifier: it turns what calls and the registrar report into notices and hands each to
-//! the notification channels, in order. A missed message is announced once (the store's
-//! `notified` mark decides), when it is complete, on the channels the target's profile chooses.
+//! the notification channels, in order. A missed message is announced once, when it is
+//! complete, on the channels the target's profile chooses: the store's `notified` mark claims
+//! the notice, and a second mark once every channel has it; a claim a crash left unfinished is
+//! redone at the next start (SMS are queued under a dedupe key, so the text still goes once).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::services::calls::Calls;
 use crate::services::calls::events::CallEvent;
-use crate::store::mailbox::{self, Profile};
+use crate::store::mailbox::{self, Profile, UnsentNotice};
 
 /// The work a channel does for one notice.
 pub type Job<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
@@ -73,7 +75,8 @@ async fn missed(calls: &Calls, message_id: i64, target: String) -> Option<Notice
     })
 }
 
-/// Hands one notice to every channel that wants it, in order.
+/// Hands one notice to every channel that wants it, in order; a missed message's notice is
+/// then marked done.
 async fn dispatch(calls: &Arc<Calls>, channels: &[Arc<dyn Channel>], notice: Notice) {
     let chosen: Vec<&Arc<dyn Channel>> = channels.iter().filter(|c| c.wants(&notice)).collect();
     if let Notice::Missed { message_id, target, .. } = &notice {
@@ -83,18 +86,58 @@ async fn dispatch(calls: &Arc<Calls>, channels: &[Arc<dyn Channel>], notice: Not
     for channel in chosen {
         channel.notify(calls, &notice).await;
     }
+    if let Notice::Missed { message_id, target, .. } = notice {
+        let t = target.clone();
+        if let Err(e) = calls
+            .store
+            .run(move |conn| mailbox::mark_notice_done(conn, message_id, &t))
+            .await
+        {
+            // Harmless but for a repeat after the next crash.
+            tracing::warn!(message_id, target, error = %e, "could not mark the notice sent");
+        }
+    }
 }
 
-/// Runs the notifier: call events and registrations in, channels out; each notice is handled
-/// in its own task, so that a slow channel (a caller-ID call rings for seconds) delays no
-/// other notice.
+/// Sends the notices a crash kept from being sent: the unclaimed ones are claimed as usual,
+/// the claimed ones go again to every channel.
+async fn resume(calls: Arc<Calls>, channels: Arc<[Arc<dyn Channel>]>, unsent: Vec<UnsentNotice>) {
+    if !unsent.is_empty() {
+        tracing::info!(
+            notices = unsent.len(),
+            "sending the missed-message notices a crash left unsent"
+        );
+    }
+    for n in unsent {
+        let notice = if n.claimed {
+            let profile = calls.profile(&n.target).await;
+            Some(Notice::Missed {
+                message_id: n.message_id,
+                target: n.target,
+                profile,
+            })
+        } else {
+            missed(&calls, n.message_id, n.target).await
+        };
+        if let Some(notice) = notice {
+            let (calls, channels) = (calls.clone(), channels.clone());
+            tokio::spawn(async move { dispatch(&calls, &channels, notice).await });
+        }
+    }
+}
+
+/// Runs the notifier: the notices of `unsent` first, then call events and registrations in,
+/// channels out; each notice is handled in its own task, so that a slow channel (a caller-ID
+/// call rings for seconds) delays no other notice.
 pub fn run(
     calls: Arc<Calls>,
     channels: Vec<Arc<dyn Channel>>,
     mut events: mpsc::UnboundedReceiver<CallEvent>,
     mut registered: mpsc::UnboundedReceiver<String>,
+    unsent: Vec<UnsentNotice>,
 ) {
     let channels: Arc<[Arc<dyn Channel>]> = channels.into();
+    tokio::spawn(resume(calls.clone(), channels.clone(), unsent));
     tokio::spawn(async move {
         loop {
             let (calls, channels) = (calls.clone(), channels.clone());

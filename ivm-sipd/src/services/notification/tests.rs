@@ -58,10 +58,19 @@ struct World {
 /// `store_forward`) and 7001 (MSISDN
 /// +4915100007001), a complete 5 s message from 7001 to 1001, and the notifier listening.
 async fn world(store_forward: &'static str) -> (World, i64) {
+    world_after(store_forward, |_, _| Ok(())).await
+}
+
+/// [`world`], with `before` done to the store (and the notices it leaves unsent handed to the
+/// notifier) before the notifier starts, as a crash leaves them for the next start.
+async fn world_after(
+    store_forward: &'static str,
+    before: fn(&rusqlite::Connection, i64) -> Result<(), crate::store::StoreError>,
+) -> (World, i64) {
     let t = testing::calls();
     let store = t.calls.store.clone();
     let id = store
-        .run(|conn| {
+        .run(move |conn| {
             for (number, msisdn) in [("1001", "+4915100001001"), ("7001", "+4915100007001")] {
                 let s = NewSubscriber {
                     number: number.into(),
@@ -82,6 +91,7 @@ async fn world(store_forward: &'static str) -> (World, i64) {
             };
             let id = messages::create(conn, &m)?;
             messages::complete(conn, id, 5_000)?;
+            before(conn, id)?;
             Ok(id)
         })
         .await
@@ -97,11 +107,18 @@ async fn world(store_forward: &'static str) -> (World, i64) {
     let (events, events_rx) = mpsc::unbounded_channel();
     let (registered, registered_rx) = mpsc::unbounded_channel();
     let gateway: Arc<dyn SmsGateway> = outbox.clone();
+    let unsent = t
+        .calls
+        .store
+        .run(mailbox::unsent_notices)
+        .await
+        .unwrap_or_else(|e| panic!("store: {e}"));
     notifier::run(
         t.calls.clone(),
         super::channels(mwi, Some(gateway)),
         events_rx,
         registered_rx,
+        unsent,
     );
     (
         World {
@@ -161,6 +178,48 @@ async fn a_missed_message_is_announced_once_on_the_channels_the_target_chose() {
         row.iter().any(|d| d.target == "1001" && d.state == "notified"),
         "{row:?}"
     );
+}
+
+#[tokio::test]
+async fn notices_a_crash_kept_from_being_sent_are_sent_at_the_next_start_once() {
+    for claimed in [false, true] {
+        let (w, id) = if claimed {
+            // Claimed, then the process died before the channels were done.
+            world_after("notify", |conn, id| {
+                messages::set_delivery(conn, id, "1001", delivery::UNANSWERED, Some(480))?;
+                mailbox::mark_notified(conn, id, "1001").map(|_| ())
+            })
+            .await
+        } else {
+            // Missed, but the process died before the notice was claimed.
+            world_after("notify", |conn, id| {
+                messages::set_delivery(conn, id, "1001", delivery::UNANSWERED, Some(480))
+            })
+            .await
+        };
+        eventually("the SMS", || !w.outbox.queued().is_empty()).await;
+        let queued = w.outbox.queued();
+        assert_eq!(queued.len(), 1, "claimed before the crash: {claimed}: {queued:?}");
+        assert_eq!(queued[0].0, format!("missed:{id}:1001"));
+        // Done: the next start finds nothing to send.
+        let mut left = vec![()];
+        for _ in 0..100 {
+            left =
+                w.t.calls
+                    .store
+                    .run(mailbox::unsent_notices)
+                    .await
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|_| ())
+                    .collect();
+            if left.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(left.is_empty(), "the notice is marked sent (claimed before: {claimed})");
+    }
 }
 
 #[tokio::test]
