@@ -6,7 +6,7 @@
 #   ./test.sh -- --nocapture       # e.g. to see the RFC 4475 result table
 #
 # On a fresh Debian/Ubuntu machine it first installs what the tests need and
-# is missing: SIPp (package sip-tester), baresip, Kamailio, a C compiler (bundled SQLite), npm and pip, then
+# is missing: SIPp (package sip-tester), baresip, Kamailio, sipvicious, a C compiler (bundled SQLite), npm and pip, then
 # the SMPP peers node-smpp and smpplib (ivm-smsc/tests/install-peers.sh).
 # A Rust toolchain (cargo) is a prerequisite.
 # Environment: IVM_SIPD_BIN (server binary to test), CARGO_TARGET_DIR,
@@ -31,6 +31,8 @@ command -v sipp >/dev/null 2>&1 || packages+=(sip-tester)
 command -v baresip >/dev/null 2>&1 || packages+=(baresip)
 # The carrier proxy in front of IVM (tests/tests/kamailio.rs runs deploy/kamailio/ivm.cfg).
 command -v kamailio >/dev/null 2>&1 || packages+=(kamailio)
+# The attacker's tools of tests/tests/security.rs (svcrack, svwar).
+command -v svcrack >/dev/null 2>&1 || packages+=(sipvicious)
 command -v cc >/dev/null 2>&1 || packages+=(build-essential)
 # The third-party SMPP peers of the ivm-smsc tests: node-smpp (npm) and smpplib (PyPI).
 command -v npm >/dev/null 2>&1 || packages+=(npm)

@@ -112,6 +112,10 @@ auth_algorithms = ["MD5"]
 # No SMS in this benchmark (and no SMSC port to clash with another server).
 [smsc]
 mode = "off"
+
+# SIPp is a load generator, not a flood: no per-source limits for it.
+[security]
+exempt = ["127.0.0.1"]
 TOML
 mkdir -p "$tmp/data"
 

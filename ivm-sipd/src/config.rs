@@ -30,6 +30,8 @@ pub struct Config {
     pub calls: CallsConfig,
     #[serde(default)]
     pub smsc: SmsConfig,
+    #[serde(default)]
+    pub security: SecurityConfig,
     /// `[[trunk]]` tables. They are merged with the trunks added by `ivm-sipd trunk add`
     /// (kept in the store); on a name clash the config file wins and the stored trunk is
     /// ignored.
@@ -235,6 +237,9 @@ pub struct CallsConfig {
     pub callerid_ring_secs: u64,
     /// Messages not saved are expired this many days after they were recorded.
     pub expiry_days: u64,
+    /// Calls (IVM, retrieval, mailbox) in progress at once; a new INVITE beyond is answered
+    /// `503` with Retry-After, so the calls in progress keep their quality.
+    pub max_calls: usize,
 }
 
 impl Default for CallsConfig {
@@ -247,6 +252,7 @@ impl Default for CallsConfig {
             max_targets: 10,
             callerid_ring_secs: 8,
             expiry_days: 30,
+            max_calls: 2000,
         }
     }
 }
@@ -294,6 +300,88 @@ impl Default for SmsConfig {
             rate_per_sec: 0,
         }
     }
+}
+
+/// The guard against guessing, scanning and floods (`[security]`, `services::guard`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// `false` turns every check below off.
+    pub enabled: bool,
+    /// Failed authentications from one source address within `failure_window_secs` that ban it.
+    pub max_auth_failures: u32,
+    /// Failed authentications for one account (from anywhere) within the window after which,
+    /// for `account_protect_secs`, the account authenticates only from addresses it has
+    /// authenticated from before.
+    pub max_account_failures: u32,
+    pub failure_window_secs: u64,
+    pub account_protect_secs: u64,
+    /// The first ban; each further ban of the same source lasts twice the one before, up to
+    /// `max_ban_secs`.
+    pub ban_secs: u64,
+    pub max_ban_secs: u64,
+    /// New requests per second from one source address, by kind; beyond, `503` with
+    /// Retry-After. 0 = no limit. A source may burst `burst_secs` worth at once.
+    pub register_per_sec: u32,
+    pub invite_per_sec: u32,
+    pub options_per_sec: u32,
+    pub other_per_sec: u32,
+    pub burst_secs: u32,
+    /// Requests refused for flooding within the window that ban the source; 0 = never.
+    pub flood_ban_after: u32,
+    /// Requests whose User-Agent contains one of these (any case) are dropped and their
+    /// source banned.
+    pub scanner_user_agents: Vec<String>,
+    /// Sources never banned nor limited (a proxy in front of IVM, a load generator), as
+    /// addresses or networks; trusted trunk networks are exempt as well.
+    #[serde(deserialize_with = "networks")]
+    pub exempt: Vec<ipnet::IpNet>,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            enabled: true,
+            max_auth_failures: 10,
+            max_account_failures: 30,
+            failure_window_secs: 60,
+            account_protect_secs: 900,
+            ban_secs: 600,
+            max_ban_secs: 86_400,
+            register_per_sec: 20,
+            invite_per_sec: 10,
+            options_per_sec: 10,
+            other_per_sec: 50,
+            burst_secs: 2,
+            flood_ban_after: 500,
+            scanner_user_agents: [
+                "friendly-scanner",
+                "sipvicious",
+                "sipcli",
+                "sip-scan",
+                "vaxsipuseragent",
+                "iwar",
+                "sundayddr",
+                "pplsip",
+            ]
+            .map(String::from)
+            .to_vec(),
+            exempt: Vec::new(),
+        }
+    }
+}
+
+fn networks<'de, D>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| {
+            crate::store::trunk_spec::parse_network(s)
+                .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not an address or network")))
+        })
+        .collect()
 }
 
 /// A configuration error, already naming the file, key and line.
@@ -471,6 +559,23 @@ impl Config {
         }
         if !(1..=1000).contains(&c.max_targets) {
             return Err(at("calls", "max_targets", "must be 1 to 1000"));
+        }
+        if c.max_calls == 0 {
+            return Err(at("calls", "max_calls", "must be above 0"));
+        }
+        let g = &self.security;
+        if g.max_auth_failures == 0 || g.max_account_failures == 0 {
+            return Err(at("security", "max_auth_failures", "failure limits must be above 0"));
+        }
+        if g.failure_window_secs == 0 || g.ban_secs == 0 || g.burst_secs == 0 {
+            return Err(at(
+                "security",
+                "ban_secs",
+                "failure_window_secs, ban_secs and burst_secs must be above 0",
+            ));
+        }
+        if g.max_ban_secs < g.ban_secs {
+            return Err(at("security", "max_ban_secs", "must not be below ban_secs"));
         }
         crate::store::trunk_spec::validate_all(&self.trunks).map_err(|(i, e)| {
             let key = e.key();

@@ -54,5 +54,6 @@ fn main() -> anyhow::Result<()> {
         Command::Trunk(cmd) => admin::trunk_command(&config, cmd),
         Command::Messages(cmd) => admin::messages_command(&config, cmd),
         Command::Cdr(cmd) => admin::cdr_command(&config, cmd),
+        Command::Security(cmd) => admin::security_command(&config, cmd),
     }
 }

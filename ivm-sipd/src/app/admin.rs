@@ -1,4 +1,4 @@
-//! The admin subcommands (`subscriber`, `trunk`, `messages`, `cdr`): each opens the data
+//! The admin subcommands (`subscriber`, `trunk`, `messages`, `cdr`, `security`): each opens the data
 //! directory's database directly, so they work while the server runs.
 
 use std::io::Write;
@@ -6,10 +6,10 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::app::cli::{CdrCommand, MessagesCommand, SubscriberCommand, TrunkCommand};
+use crate::app::cli::{CdrCommand, MessagesCommand, SecurityCommand, SubscriberCommand, TrunkCommand};
 use crate::config::Config;
 use crate::services::trunk::TrunkSpec;
-use crate::store::{self, cdrs, mailbox, messages, subscribers, trunks};
+use crate::store::{self, bans, cdrs, mailbox, messages, subscribers, trunks};
 
 /// One line of `trunk list --json`.
 #[derive(serde::Serialize)]
@@ -229,6 +229,65 @@ pub fn cdr_command(config: &Config, cmd: CdrCommand) -> anyhow::Result<()> {
                 cdrs::export_csv(&conn, std::io::stdout().lock())?;
             }
         },
+    }
+    Ok(())
+}
+
+/// One line of `security list --json`.
+#[derive(serde::Serialize)]
+struct BanListing<'a> {
+    address: &'a str,
+    reason: &'a str,
+    strikes: u32,
+    banned_at: i64,
+    until: i64,
+    lifted_at: Option<i64>,
+    /// `banned`, `over` or `lifted`.
+    state: &'static str,
+}
+
+pub fn security_command(config: &Config, cmd: SecurityCommand) -> anyhow::Result<()> {
+    let conn = store::open(&config.storage.data_dir)?;
+    let now = store::unix_now();
+    match cmd {
+        SecurityCommand::List { json } => {
+            for row in bans::list(&conn)? {
+                let state = match (row.lifted_at, row.active(now)) {
+                    (Some(_), _) => "lifted",
+                    (None, true) => "banned",
+                    (None, false) => "over",
+                };
+                if json {
+                    let line = BanListing {
+                        address: &row.address,
+                        reason: &row.reason,
+                        strikes: row.strikes,
+                        banned_at: row.banned_at,
+                        until: row.until,
+                        lifted_at: row.lifted_at,
+                        state,
+                    };
+                    println!("{}", serde_json::to_string(&line)?);
+                } else {
+                    let left = if state == "banned" {
+                        format!(" ({} s left)", row.until - now)
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "{}\t{}{left}\treason={}\tstrikes={}\tbanned_at={}\tuntil={}",
+                        row.address, state, row.reason, row.strikes, row.banned_at, row.until
+                    );
+                }
+            }
+        }
+        SecurityCommand::Unban { address } => {
+            let address = address.to_canonical().to_string();
+            if !bans::lift(&conn, &address, now)? {
+                anyhow::bail!("no ban for {address}");
+            }
+            println!("unbanned {address}");
+        }
     }
     Ok(())
 }

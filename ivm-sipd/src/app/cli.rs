@@ -39,6 +39,22 @@ pub enum Command {
     /// Call detail records.
     #[command(subcommand)]
     Cdr(CdrCommand),
+    /// Sources banned by the guard ([security]); an unban applies to a running server within
+    /// about a second.
+    #[command(subcommand)]
+    Security(SecurityCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecurityCommand {
+    /// List bans: in force, over and lifted (the latest first).
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift the ban of a source address (and forgive its earlier bans).
+    Unban { address: std::net::IpAddr },
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::services::calls::events::CallEvents;
 use crate::services::calls::{CallService, CallSettings, Calls};
 use crate::services::dial_plan::DialPlan;
+use crate::services::guard::Guard;
 use crate::services::mwi::{Mwi, MwiService};
 use crate::services::notification::sms_gateway::{self, SmsGateway};
 use crate::services::presence::{Presence, PresenceService};
@@ -31,11 +32,12 @@ use ivm_media::port_pool::PortPool;
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = StoreHandle::start(&config.storage.data_dir).context("opening the store")?;
-    let auth = Arc::new(DigestAuth::new(
-        &config.registrar,
-        config.sip.realm.clone(),
-        store.clone(),
-    ));
+    let trunks = TrunkTable::open(&config.trunks, &config.storage.data_dir)?;
+    let guard = Guard::start(config.security.clone(), trunks.clone(), store.clone())
+        .await
+        .context("starting the guard")?;
+    let auth =
+        Arc::new(DigestAuth::new(&config.registrar, config.sip.realm.clone(), store.clone()).with_guard(guard.clone()));
     let registrar = Registrar::start(config.registrar.clone(), auth.clone(), store.clone())
         .await
         .context("starting the registrar")?;
@@ -77,11 +79,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         unsent,
     } = start_calls(
         &config,
-        core.clone(),
-        dialogs.clone(),
-        auth.clone(),
-        registrar.location().clone(),
-        store.clone(),
+        Below {
+            core: core.clone(),
+            dialogs: dialogs.clone(),
+            auth: auth.clone(),
+            location: registrar.location().clone(),
+            store: store.clone(),
+            trunks,
+        },
         events,
     )
     .await
@@ -115,10 +120,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             auth,
             core: core.clone(),
         }))
-        .register(Arc::new(CallService(calls)))
+        .register(Arc::new(CallService::new(calls)))
         .build();
     tracing::info!(udp = %local, tcp = %local, data_dir = %config.storage.data_dir.display(), "ivm-sipd listening");
-    core_loop.run(router, shutdown_signal()).await;
+    core_loop.with_gate(guard).run(router, shutdown_signal()).await;
     tracing::info!("ivm-sipd stopping");
     Ok(())
 }
@@ -132,17 +137,28 @@ struct Started {
     unsent: Vec<crate::store::mailbox::UnsentNotice>,
 }
 
-/// Opens the fragment store (recovering its log), closes messages a crash left open, and
-/// builds the call layer, the MWI service and the SMS client.
-async fn start_calls(
-    config: &Config,
+/// What the call layer is built on: the stack, authentication, the registrar's bindings, the
+/// store and the trunks.
+struct Below {
     core: endpoint::SipCore,
     dialogs: DialogTable,
     auth: Arc<DigestAuth>,
     location: Arc<crate::services::registrar::location::LocationService>,
     store: StoreHandle,
-    events: CallEvents,
-) -> anyhow::Result<Started> {
+    trunks: TrunkTable,
+}
+
+/// Opens the fragment store (recovering its log), closes messages a crash left open, and
+/// builds the call layer, the MWI service and the SMS client.
+async fn start_calls(config: &Config, below: Below, events: CallEvents) -> anyhow::Result<Started> {
+    let Below {
+        core,
+        dialogs,
+        auth,
+        location,
+        store,
+        trunks,
+    } = below;
     let data_dir = &config.storage.data_dir;
     let mut fcfg = FragmentStoreConfig::new(data_dir.join("fragments"), crate::store::db_path(data_dir));
     fcfg.commit_interval = Duration::from_millis(config.media.commit_interval_ms);
@@ -172,7 +188,6 @@ async fn start_calls(
         );
     }
     let dial_plan = DialPlan::from_config(&config.calls)?;
-    let trunks = TrunkTable::open(&config.trunks, data_dir)?;
     let ports = PortPool::new(config.media.rtp_ports.first, config.media.rtp_ports.last)?;
     let media_ip = config.media.rtp_ip.unwrap_or(config.sip.listen.ip());
     let settings = CallSettings {
@@ -184,6 +199,7 @@ async fn start_calls(
         domain: config.sip.realm.clone(),
         media_ip,
         callerid_ring: Duration::from_secs(config.calls.callerid_ring_secs),
+        max_calls: config.calls.max_calls,
     };
     let mwi = Mwi::start(
         core.clone(),

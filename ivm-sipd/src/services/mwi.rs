@@ -422,7 +422,7 @@ impl SipService for MwiService {
                 let resp = req.response(404, Some("Not Found (no mailbox in the Request-URI)"), &tag);
                 return incoming.reply(&core, resp);
             };
-            let resp = match auth.check(req, Some(&aor)).await {
+            let resp = match auth.check(req, Some(&aor), &incoming.source).await {
                 Ok(AuthOutcome::Ok(_)) => {
                     let Incoming { key, request, source } = incoming;
                     return mwi.subscribe(key, request, source, aor);

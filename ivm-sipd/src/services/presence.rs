@@ -17,6 +17,7 @@ use crate::stack::endpoint::SipCore;
 use crate::stack::router::{Incoming, Service};
 use crate::stack::sip::message::random_token;
 use crate::stack::sip::{HeaderName, Method, Request, Response, SipHeaders};
+use crate::stack::transport::Peer;
 
 /// The event package.
 pub const PACKAGE: &str = "presence";
@@ -199,14 +200,14 @@ impl Service for PresenceService {
     fn handle(&self, incoming: Incoming) {
         let (presence, auth, core) = (self.presence.clone(), self.auth.clone(), self.core.clone());
         tokio::spawn(async move {
-            let resp = publish(&presence, &auth, &incoming.request).await;
+            let resp = publish(&presence, &auth, &incoming.request, &incoming.source).await;
             incoming.reply(&core, resp);
         });
     }
 }
 
 /// Answers one PUBLISH.
-async fn publish(presence: &Presence, auth: &DigestAuth, req: &Request) -> Response {
+async fn publish(presence: &Presence, auth: &DigestAuth, req: &Request, source: &Peer) -> Response {
     let tag = random_token(8);
     let aor = req
         .uri
@@ -216,7 +217,7 @@ async fn publish(presence: &Presence, auth: &DigestAuth, req: &Request) -> Respo
     let Some(aor) = aor else {
         return req.response(404, Some("Not Found (no user in the Request-URI)"), &tag);
     };
-    match auth.check(req, Some(&aor)).await {
+    match auth.check(req, Some(&aor), source).await {
         Ok(AuthOutcome::Ok(_)) => {}
         Ok(AuthOutcome::Challenge { stale }) => return auth.challenge(req, stale),
         Ok(AuthOutcome::Forbidden) => return req.response(403, None, &tag),

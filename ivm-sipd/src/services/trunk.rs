@@ -210,6 +210,11 @@ impl TrunkTable {
         self.snapshot().trunks.iter().find(|t| t.trusts(ip)).cloned()
     }
 
+    /// Whether a trunk trusts the source address `ip`.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        self.snapshot().trunks.iter().any(|t| t.trusts(ip))
+    }
+
     /// The trunk called `name`.
     pub fn get(&self, name: &str) -> Option<Trunk> {
         self.snapshot().trunks.iter().find(|t| t.name == name).cloned()

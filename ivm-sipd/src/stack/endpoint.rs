@@ -2,7 +2,8 @@
 //! transports and commands from the layers above (respond, send a request) go in; the
 //! transaction layer's actions come out — bytes to the transports, new requests, ACKs and
 //! CANCELs to the dispatcher, responses and timeouts to the task that sent the request.
-//! Timers are checked every 10 ms.
+//! Timers are checked every 10 ms. A [`Gate`], when set, screens each request as it
+//! arrives and may refuse each new server transaction.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::stack::gate::Gate;
 use crate::stack::sip::{Message, Request, Response, SipHeaders};
 use crate::stack::transaction::{Action, Timers, TransactionLayer, TsxKey};
 use crate::stack::transport::{Inbound, Peer, Transmitter};
@@ -154,6 +156,7 @@ pub struct CoreLoop {
     inbound: mpsc::Receiver<Inbound>,
     transmitter: Transmitter,
     layer: TransactionLayer,
+    gate: Option<Arc<dyn Gate>>,
 }
 
 /// Creates the core: the handle for the layers above and the loop to run.
@@ -178,11 +181,18 @@ pub fn core(
             inbound,
             transmitter,
             layer: TransactionLayer::new(timers),
+            gate: None,
         },
     )
 }
 
 impl CoreLoop {
+    /// Puts a gate in front of the transaction layer.
+    pub fn with_gate(mut self, gate: Arc<dyn Gate>) -> CoreLoop {
+        self.gate = Some(gate);
+        self
+    }
+
     /// Runs until `shutdown` completes.
     pub async fn run(mut self, dispatcher: Arc<dyn Dispatcher>, shutdown: impl std::future::Future<Output = ()>) {
         let start = Instant::now();
@@ -195,6 +205,9 @@ impl CoreLoop {
         loop {
             tokio::select! {
                 Some(Inbound { message, source }) = self.inbound.recv() => match message {
+                    Message::Request(req) if self.gate.as_ref().is_some_and(|g| !g.screen(&req, &source)) => {
+                        tracing::debug!(%source, method = %req.method, "request dropped by the gate");
+                    }
                     Message::Request(req) => self.layer.on_request(req, source, now(), &mut actions),
                     Message::Response(resp) => self.layer.on_response(resp, source, now(), &mut actions),
                 },
@@ -217,30 +230,46 @@ impl CoreLoop {
                 }
                 _ = &mut shutdown => return,
             }
-            for action in actions.drain(..) {
-                match action {
-                    Action::Send { to, data } => self.transmitter.send(to, data).await,
-                    Action::Request { key, request, source } => dispatcher.request(key, request, source),
-                    Action::Ack { request, source } => dispatcher.ack(request, source),
-                    Action::Cancelled { invite } => dispatcher.cancelled(invite),
-                    Action::Response { key, response } => {
-                        let final_non2xx = response.status >= 300;
-                        if let Some(tx) = clients.get(&key) {
-                            let _ = tx.send(ClientEvent::Response(response));
+            // A refusal by the gate is answered through its transaction, which adds actions.
+            let mut pending = std::mem::take(&mut actions);
+            while !pending.is_empty() {
+                for action in pending.drain(..) {
+                    match action {
+                        Action::Send { to, data } => self.transmitter.send(to, data).await,
+                        Action::Request { key, request, source } => {
+                            match self.gate.as_ref().and_then(|g| g.admit(&request, &source)) {
+                                Some(response) => {
+                                    log_transaction(&request, &response, source);
+                                    if let Err(e) = self.layer.respond(&key, response, now(), &mut actions) {
+                                        tracing::debug!(error = %e, "refusal for a finished transaction dropped");
+                                    }
+                                }
+                                None => dispatcher.request(key, request, source),
+                            }
                         }
-                        if final_non2xx {
-                            clients.remove(&key);
+                        Action::Ack { request, source } => dispatcher.ack(request, source),
+                        Action::Cancelled { invite } => dispatcher.cancelled(invite),
+                        Action::Response { key, response } => {
+                            let final_non2xx = response.status >= 300;
+                            if let Some(tx) = clients.get(&key) {
+                                let _ = tx.send(ClientEvent::Response(response));
+                            }
+                            if final_non2xx {
+                                clients.remove(&key);
+                            }
                         }
-                    }
-                    Action::Timeout { key } => {
-                        if let Some(tx) = clients.remove(&key) {
-                            let _ = tx.send(ClientEvent::Timeout);
-                        } else {
-                            tracing::info!(%key, "server transaction timed out (no ACK)");
+                        Action::Timeout { key } => {
+                            if let Some(tx) = clients.remove(&key) {
+                                let _ = tx.send(ClientEvent::Timeout);
+                            } else {
+                                tracing::info!(%key, "server transaction timed out (no ACK)");
+                            }
                         }
                     }
                 }
+                std::mem::swap(&mut pending, &mut actions);
             }
+            actions = pending;
         }
     }
 }

@@ -258,6 +258,11 @@ mod tests {
 
     /// The endpoint and a router with fake services registered in `plan` order.
     fn stack(plan: &[Plan]) -> Stack {
+        stack_gated(plan, None)
+    }
+
+    /// Like [`stack`], with a gate in front of the transaction layer.
+    fn stack_gated(plan: &[Plan], gate: Option<Arc<dyn crate::stack::gate::Gate>>) -> Stack {
         let (transmitter, wire) = Transmitter::memory();
         let (inbound, inbound_rx) = mpsc::channel(64);
         let local: SocketAddr = "127.0.0.1:5060".parse().unwrap_or_else(|_| unreachable!());
@@ -277,6 +282,10 @@ mod tests {
         }
         let router = router.build();
         let allow = core.allow().to_owned();
+        let core_loop = match gate {
+            Some(g) => core_loop.with_gate(g),
+            None => core_loop,
+        };
         tokio::spawn(core_loop.run(router, std::future::pending()));
         Stack {
             inbound,
@@ -439,5 +448,44 @@ mod tests {
         );
         assert!(s.seen().is_empty(), "not offered to the service: {:?}", s.seen());
         assert!(s.wire.try_recv().is_err(), "the owner answers, not the router");
+    }
+
+    /// Drops what comes with a Call-ID `drop…`, refuses with `503` what comes with `busy…`.
+    struct ByCallId;
+
+    impl crate::stack::gate::Gate for ByCallId {
+        fn screen(&self, request: &Request, _: &Peer) -> bool {
+            !request.call_id().is_some_and(|c| c.starts_with(b"drop"))
+        }
+        fn admit(&self, request: &Request, _: &Peer) -> Option<Response> {
+            request
+                .call_id()
+                .is_some_and(|c| c.starts_with(b"busy"))
+                .then(|| request.response(503, None, "gate"))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_gate_drops_before_any_answer_and_refuses_through_the_transaction() {
+        let mut s = stack_gated(&[REGISTRAR], Some(Arc::new(ByCallId)));
+        s.send(&request("INVITE", "sip:1002@ivm.local", "drop1", "")).await;
+        s.send(&request("REGISTER", "sip:ivm.local", "drop2", "")).await;
+        let nothing = tokio::time::timeout(Duration::from_millis(300), s.wire.recv()).await;
+        assert!(
+            nothing.is_err(),
+            "a dropped request gets nothing, not even 100 Trying: {nothing:?}"
+        );
+
+        let busy = request("REGISTER", "sip:ivm.local", "busy1", "");
+        s.send(&busy).await;
+        assert_eq!(s.response().await.status, 503);
+        // The retransmission is answered by the transaction, again 503.
+        s.send(&busy).await;
+        assert_eq!(s.response().await.status, 503);
+        assert!(s.seen().is_empty(), "no service saw them: {:?}", s.seen());
+
+        s.send(&request("REGISTER", "sip:ivm.local", "fine1", "")).await;
+        assert_eq!(s.response().await.status, 200);
+        assert_eq!(s.seen(), vec![("registrar", "REGISTER".to_string())]);
     }
 }

@@ -5,6 +5,7 @@
 
 mod error;
 
+pub mod bans;
 pub mod cdrs;
 pub mod mailbox;
 pub mod messages;
@@ -112,6 +113,15 @@ const MIGRATIONS: &[&str] = &[
     // when it was claimed); a claim without this is redone after a crash
     "ALTER TABLE deliveries ADD COLUMN notice_done_at INTEGER;
     UPDATE deliveries SET notice_done_at = notified_at WHERE notified_at IS NOT NULL;",
+    // 9: sources banned by the guard (services::guard); `ivm-sipd security unban` lifts one
+    "CREATE TABLE bans (
+        address TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        strikes INTEGER NOT NULL,
+        banned_at INTEGER NOT NULL,
+        until INTEGER NOT NULL,
+        lifted_at INTEGER
+    );",
 ];
 
 /// Opens (creating when needed) the database of a data directory and migrates its schema.

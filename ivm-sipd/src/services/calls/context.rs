@@ -45,6 +45,8 @@ pub struct CallSettings {
     pub media_ip: IpAddr,
     /// How long the smart caller-ID call rings before it is cancelled.
     pub callerid_ring: Duration,
+    /// Calls taken at once; a new INVITE beyond is answered `503`.
+    pub max_calls: usize,
 }
 
 /// Everything a call needs; shared by every leg task.

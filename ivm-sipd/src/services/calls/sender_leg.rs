@@ -51,7 +51,7 @@ pub async fn run(calls: Arc<Calls>, invite: ServerInvite) {
             None => return reject(403, "Forbidden (trunk call without a From user)"),
         }
     } else {
-        match calls.auth.check(&req, from_user.as_deref()).await {
+        match calls.auth.check(&req, from_user.as_deref(), &source).await {
             Ok(AuthOutcome::Ok(user)) => (user, true),
             Ok(AuthOutcome::Challenge { stale }) => {
                 return invite.respond(calls.auth.challenge(&req, stale));

@@ -81,6 +81,7 @@ pub fn calls() -> TestCalls {
             domain: config.sip.realm.clone(),
             media_ip: local.ip(),
             callerid_ring: Duration::from_secs(1),
+            max_calls: 100,
         },
         events,
         presence: Default::default(),

@@ -1,11 +1,16 @@
 //! Digest authentication of requests from subscribers (RFC 3261 §22, RFC 8760), shared by the
 //! registrar (REGISTER) and the call layer (INVITE): the challenge, and the check of an
 //! Authorization header against the subscriber's stored HA1. A wrong password and an unknown
-//! user take the same work and get the same answer.
+//! user take the same work and get the same answer. Every failure and success is told to the
+//! guard (`services::guard`), which may refuse an account's check from an unknown address.
+
+use std::sync::Arc;
 
 use crate::config::RegistrarConfig;
+use crate::services::guard::Guard;
 use crate::stack::sip::message::random_token;
 use crate::stack::sip::{HeaderName, Request, Response, SipHeaders};
+use crate::stack::transport::Peer;
 use crate::store::subscribers::{self, DigestSecrets};
 use crate::store::writer::StoreHandle;
 use crate::store::{StoreError, unix_now};
@@ -31,6 +36,7 @@ pub struct DigestAuth {
     /// The nonce counts already used: a captured answer does not pass twice.
     counts: NonceCounts,
     store: StoreHandle,
+    guard: Option<Arc<Guard>>,
 }
 
 /// Live nonces tracked at once (a few hundred bytes each).
@@ -46,7 +52,14 @@ impl DigestAuth {
             algorithms: config.auth_algorithms.clone(),
             realm,
             store,
+            guard: None,
         }
+    }
+
+    /// Tells `guard` of every failure and success, and asks it first.
+    pub fn with_guard(mut self, guard: Arc<Guard>) -> DigestAuth {
+        self.guard = Some(guard);
+        self
     }
 
     /// A `401` carrying one `WWW-Authenticate` per configured algorithm, in order.
@@ -63,8 +76,21 @@ impl DigestAuth {
     }
 
     /// Checks the request's Digest credentials; `user`, when given, is the identity the
-    /// credentials must belong to (the AOR of a REGISTER, the From user of an INVITE).
-    pub async fn check(&self, req: &Request, user: Option<&str>) -> Result<AuthOutcome, StoreError> {
+    /// credentials must belong to (the AOR of a REGISTER, the From user of an INVITE);
+    /// `source` is where the request came from.
+    pub async fn check(&self, req: &Request, user: Option<&str>, source: &Peer) -> Result<AuthOutcome, StoreError> {
+        let outcome = self.verify(req, user, source).await?;
+        if let (Some(guard), Some(account)) = (&self.guard, account(req, &self.realm)) {
+            match &outcome {
+                AuthOutcome::Forbidden => guard.auth_failed(source.addr.ip(), &account),
+                AuthOutcome::Ok(user) => guard.auth_passed(source.addr.ip(), user),
+                AuthOutcome::Challenge { .. } => {}
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn verify(&self, req: &Request, user: Option<&str>, source: &Peer) -> Result<AuthOutcome, StoreError> {
         let challenge = Ok(AuthOutcome::Challenge { stale: false });
         let creds = req
             .auth(&HeaderName::Authorization)
@@ -94,6 +120,11 @@ impl DigestAuth {
             },
             Some(_) => return challenge,
         };
+        if let Some(guard) = &self.guard
+            && !guard.may_authenticate(source.addr.ip(), username)
+        {
+            return Ok(AuthOutcome::Forbidden);
+        }
         let lookup = username.to_owned();
         let secrets = self
             .store
@@ -133,4 +164,12 @@ impl DigestAuth {
             }
         })
     }
+}
+
+/// The username of the request's Digest credentials for `realm`, if any.
+fn account(req: &Request, realm: &str) -> Option<String> {
+    req.auth(&HeaderName::Authorization)
+        .into_iter()
+        .find(|a| a.scheme.eq_ignore_ascii_case("Digest") && a.get("realm") == Some(realm))
+        .and_then(|a| a.get("username").map(str::to_owned))
 }

@@ -102,7 +102,7 @@ impl Registrar {
             return bad("Bad Request (address-of-record user is not UTF-8)");
         };
 
-        match self.auth.check(req, Some(&user)).await {
+        match self.auth.check(req, Some(&user), &source).await {
             Ok(AuthOutcome::Ok(_)) => {}
             Ok(AuthOutcome::Challenge { stale }) => return self.auth.challenge(req, stale),
             Ok(AuthOutcome::Forbidden) => return req.response(403, None, &tag),
