@@ -98,12 +98,22 @@ impl Default for RegistrarConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub data_dir: PathBuf,
+    /// Seal new audio records with AES-256-GCM (encryption at rest).
+    pub encrypt_audio: bool,
+    /// The master key's file (64 hex digits); empty: `<data_dir>/master-key`, generated at the
+    /// first start. `IVM_MASTER_KEY` in the environment wins over both.
+    pub master_key_file: PathBuf,
+    /// Earlier master keys, which only open what was sealed under them (after a rotation).
+    pub old_master_key_files: Vec<PathBuf>,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             data_dir: PathBuf::from("./ivm-data"),
+            encrypt_audio: true,
+            master_key_file: PathBuf::new(),
+            old_master_key_files: Vec::new(),
         }
     }
 }

@@ -370,6 +370,30 @@ pub fn wait_messages_settled(server: &Server, n: usize, limit: Duration) -> anyh
     got.with_context(|| format!("the store holds:\n{last}"))
 }
 
+/// Asserts that no 20 ms frame of `audio` (G.711 bytes) is in the server's fragment files
+/// in clear (they are sealed by default: encryption at rest). Frames of one repeated byte
+/// (digital silence) are skipped: they say nothing of what was spoken.
+pub fn assert_no_plaintext_audio(server: &Server, audio: &[u8]) {
+    let dir = server.data_dir().join("fragments");
+    let mut log = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("dir entry").path();
+        log.extend(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+    }
+    assert!(!log.is_empty(), "no fragment files in {}", dir.display());
+    for (i, frame) in audio.chunks_exact(160).enumerate() {
+        let probe = &frame[40..72];
+        if probe.iter().all(|b| *b == probe[0]) {
+            continue;
+        }
+        assert!(
+            !log.windows(probe.len()).any(|w| w == probe),
+            "frame {i} of the caller's audio is in clear in {}",
+            dir.display()
+        );
+    }
+}
+
 /// `ivm-sipd messages export ID --wav FILE` into the server's temp dir.
 pub fn export_wav(server: &Server, id: i64) -> anyhow::Result<Wav> {
     let path: PathBuf = server

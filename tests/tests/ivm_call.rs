@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use ivm_e2e::audio::{self, FRAME_BYTES};
 use ivm_e2e::ivm::{
-    CALLER_IP, CALLER_NUMBER, Delivery, Law, Message, Target, TargetResult, TargetTrunk, caller, cdr_rows, export_wav,
-    list_messages, start_ivm_server, subscriber_caller, wait_messages_settled,
+    CALLER_IP, CALLER_NUMBER, Delivery, Law, Message, Target, TargetResult, TargetTrunk, assert_no_plaintext_audio,
+    caller, cdr_rows, export_wav, list_messages, start_ivm_server, subscriber_caller, wait_messages_settled,
 };
 use ivm_e2e::rtp::{StreamReport, first_difference};
 use ivm_e2e::{Server, Sipp};
@@ -924,6 +924,8 @@ fn ten_simultaneous_messages_each_reach_the_target_intact() {
             m.id,
             m.sender
         );
+        // Sealed at rest: the export opened it, the files alone do not.
+        assert_no_plaintext_audio(&server, &files[i]);
         let d = m.delivery("1234").expect("delivery");
         assert_eq!(d.state, "delivered", "{:#}", m.json);
     }

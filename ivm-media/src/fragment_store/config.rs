@@ -1,11 +1,12 @@
 //! Where and how the fragment store keeps its audio: directory, index database, commit
-//! interval, fragment and segment sizes.
+//! interval, fragment and segment sizes, and the master keys that seal it.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::error::FragmentStoreError;
 use super::record;
+use super::seal::Keyring;
 
 /// Where and how the store keeps its audio.
 #[derive(Debug, Clone)]
@@ -20,6 +21,9 @@ pub struct FragmentStoreConfig {
     pub frames_per_fragment: u32,
     /// A new segment file is started before one would grow past this.
     pub segment_bytes: u64,
+    /// With keys, every new record is sealed (encryption at rest) and sealed records open;
+    /// without, records are written in clear and a sealed one does not open.
+    pub keys: Option<Keyring>,
 }
 
 impl FragmentStoreConfig {
@@ -27,7 +31,7 @@ impl FragmentStoreConfig {
     pub const DEFAULT_FRAMES_PER_FRAGMENT: u32 = 50;
     pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 
-    /// The defaults: 200 ms commits, 1 s fragments, 64 MiB segments.
+    /// The defaults: 200 ms commits, 1 s fragments, 64 MiB segments, in clear.
     pub fn new(dir: impl Into<PathBuf>, index_db: impl Into<PathBuf>) -> FragmentStoreConfig {
         FragmentStoreConfig {
             dir: dir.into(),
@@ -35,6 +39,7 @@ impl FragmentStoreConfig {
             commit_interval: Self::DEFAULT_COMMIT_INTERVAL,
             frames_per_fragment: Self::DEFAULT_FRAMES_PER_FRAGMENT,
             segment_bytes: Self::DEFAULT_SEGMENT_BYTES,
+            keys: None,
         }
     }
 

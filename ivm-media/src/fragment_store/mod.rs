@@ -10,7 +10,8 @@
 //! then the new records are entered into the SQLite `index` in one transaction. On start,
 //! `recovery` scans the log past the indexed end, indexes whole records and cuts a torn or
 //! corrupt tail. A crash therefore loses at most the last commit window of audio and never a
-//! frame that was committed.
+//! frame that was committed. Given a keyring, records are sealed (`seal`: AES-256-GCM, a data
+//! key per message wrapped by the master key), so the segment files hold no audio in clear.
 //!
 //! `append` only touches memory (a short mutex on a map of per-message frame queues), so the
 //! RTP path never waits for the disk; frames stay in memory until their index rows are
@@ -29,6 +30,7 @@ mod index;
 mod offline;
 mod record;
 mod recovery;
+mod seal;
 mod shared;
 #[cfg(test)]
 mod tests;
@@ -47,6 +49,7 @@ pub use error::FragmentStoreError;
 use error::io_err;
 pub use offline::read_committed;
 pub use record::FRAME_BYTES;
+pub use seal::{KEY_BYTES, Keyring, MasterKey, SealError};
 use shared::{BACKLOG_WARN_FRAMES, FinishState, MessageBuf, Pending, Shared, lock};
 use writer::{Cmd, Writer};
 
@@ -116,6 +119,7 @@ impl FragmentStore {
             max_record_frames: AtomicU32::new(recovered.max_frames),
             readers: Mutex::new(Vec::new()),
             segments: RwLock::new(HashMap::new()),
+            keys: cfg.keys.clone(),
         });
         let writer = Writer::new(shared.clone(), conn, &cfg, &recovered)?;
         let (tx, rx) = mpsc::channel();
@@ -312,9 +316,9 @@ impl FragmentStore {
             .iter()
             .filter(|r| r.first_frame.saturating_add(r.frame_count) > from)
         {
-            let (header, bytes) = shared.read_record(row)?;
+            let (header, frames) = shared.read_record(row)?;
             for k in 0..header.frame_count {
-                put(header.first_frame + k, record::frame(&bytes, &header, k), header.codec);
+                put(header.first_frame + k, record::frame(&frames, &header, k), header.codec);
             }
         }
         if let Some(pending_codec) = pending_codec {

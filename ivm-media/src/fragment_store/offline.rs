@@ -10,15 +10,17 @@ use std::path::Path;
 use bytes::Bytes;
 
 use super::error::{FragmentStoreError, io_err};
+use super::seal::Keyring;
 use super::shared::segment_path;
 use super::{index, record};
 use crate::codec::Codec;
 
-/// The codec and every committed frame (gaps as silence) of one message; `None` when the
-/// store holds no audio for it.
+/// The codec and every committed frame (gaps as silence) of one message, sealed records
+/// opened with `keys`; `None` when the store holds no audio for it.
 pub fn read_committed(
     dir: &Path,
     index_db: &Path,
+    keys: Option<&Keyring>,
     message_id: i64,
 ) -> Result<Option<(Codec, Vec<Bytes>)>, FragmentStoreError> {
     if !index_db.exists() {
@@ -56,11 +58,11 @@ pub fn read_committed(
         let mut buf = vec![0u8; row.length as usize];
         file.read_exact_at(&mut buf, row.offset).map_err(io_err(&path))?;
         let header = record::verify(&buf).map_err(corrupt)?;
-        let bytes = Bytes::from(buf);
+        let body = record::frames(Bytes::from(buf), &header, keys).map_err(corrupt)?;
         for k in 0..header.frame_count {
             let index = (header.first_frame + k) as usize;
             if let Some(slot) = frames.get_mut(index) {
-                let frame = record::frame(&bytes, &header, k);
+                let frame = record::frame(&body, &header, k);
                 *slot = if header.codec == stored.codec {
                     frame
                 } else {

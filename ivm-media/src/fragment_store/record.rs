@@ -19,9 +19,15 @@
 //! | 30 | 2 | reserved, 0 |
 //! | 32 | n | the frames' G.711 bytes |
 //! | 32+n | 4 | CRC-32 (IEEE, `crc32fast`) of every byte before it |
+//!
+//! A sealed record (format version 2, `seal`) holds instead of the frames' bytes the message's
+//! wrapped data key, a nonce, the frames encrypted and the tag: `seal::SEAL_OVERHEAD` bytes
+//! more. Its CRC covers the sealed bytes, so recovery tells whole records from torn ones
+//! without any key.
 
 use bytes::Bytes;
 
+use super::seal::{self, DataKey, Keyring, SEAL_OVERHEAD, SealError};
 use crate::codec::{Codec, SAMPLES_PER_FRAME};
 
 /// Bytes of one 20 ms G.711 frame. The store keeps each message's frames at its codec's frame
@@ -31,6 +37,8 @@ pub const FRAME_BYTES: usize = SAMPLES_PER_FRAME;
 
 pub(super) const MAGIC: [u8; 4] = *b"IVMf";
 pub(super) const VERSION: u8 = 1;
+/// The format version of a sealed record.
+pub(super) const VERSION_SEALED: u8 = 2;
 pub(super) const HEADER_LEN: usize = 32;
 pub(super) const TRAILER_LEN: usize = 4;
 /// The record holds the message's last frame: the sender called `finish`.
@@ -51,14 +59,19 @@ pub(super) struct Header {
     pub flags: u8,
     /// The whole record's length in bytes.
     pub len: u32,
+    /// The frames are sealed (version 2).
+    pub sealed: bool,
 }
 
 /// The length of a record with `frame_count` frames of `frame_bytes` bytes.
-pub(super) fn encoded_len(frame_count: usize, frame_bytes: usize) -> usize {
-    HEADER_LEN + frame_count * frame_bytes + TRAILER_LEN
+pub(super) fn encoded_len(frame_count: usize, frame_bytes: usize, sealed: bool) -> usize {
+    let seal = if sealed { SEAL_OVERHEAD } else { 0 };
+    HEADER_LEN + frame_count * frame_bytes + seal + TRAILER_LEN
 }
 
-/// Appends one record to `out` and returns its length. Every frame must be `frame_bytes` long.
+/// Appends one record to `out` and returns its length; with `key`, its frames are sealed.
+/// Every frame must be `frame_bytes` long.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn encode(
     out: &mut Vec<u8>,
     message_id: i64,
@@ -67,21 +80,32 @@ pub(super) fn encode(
     flags: u8,
     frame_bytes: u16,
     frames: &[Bytes],
+    key: Option<&DataKey>,
 ) -> u32 {
     debug_assert!(frames.iter().all(|f| f.len() == usize::from(frame_bytes)));
     let start = out.len();
-    let len = encoded_len(frames.len(), usize::from(frame_bytes));
+    let len = encoded_len(frames.len(), usize::from(frame_bytes), key.is_some());
     out.reserve(len);
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&[VERSION, flags, codec.payload_type(), 0]);
+    let version = if key.is_some() { VERSION_SEALED } else { VERSION };
+    out.extend_from_slice(&[version, flags, codec.payload_type(), 0]);
     out.extend_from_slice(&(len as u32).to_le_bytes());
     out.extend_from_slice(&message_id.to_le_bytes());
     out.extend_from_slice(&first_frame.to_le_bytes());
     out.extend_from_slice(&(frames.len() as u32).to_le_bytes());
     out.extend_from_slice(&frame_bytes.to_le_bytes());
     out.extend_from_slice(&[0, 0]);
-    for frame in frames {
-        out.extend_from_slice(frame);
+    match key {
+        Some(key) => {
+            let plain: Vec<u8> = frames.concat();
+            let header = out[start..start + HEADER_LEN].to_vec();
+            key.seal(&header, &plain, out);
+        }
+        None => {
+            for frame in frames {
+                out.extend_from_slice(frame);
+            }
+        }
     }
     let crc = crc32fast::hash(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -110,9 +134,11 @@ pub(super) fn parse_header(b: &[u8]) -> Result<Header, &'static str> {
     if b[0..4] != MAGIC {
         return Err("bad magic");
     }
-    if b[4] != VERSION {
-        return Err("unknown record version");
-    }
+    let sealed = match b[4] {
+        VERSION => false,
+        VERSION_SEALED => true,
+        _ => return Err("unknown record version"),
+    };
     let codec = Codec::from_payload_type(b[6]).ok_or("unknown codec")?;
     let header = Header {
         message_id: i64_at(b, 12),
@@ -122,6 +148,7 @@ pub(super) fn parse_header(b: &[u8]) -> Result<Header, &'static str> {
         codec,
         flags: b[5],
         len: u32_at(b, 8),
+        sealed,
     };
     if header.frame_count > MAX_FRAMES {
         return Err("frame count out of range");
@@ -132,7 +159,7 @@ pub(super) fn parse_header(b: &[u8]) -> Result<Header, &'static str> {
     if header.first_frame.checked_add(header.frame_count).is_none() {
         return Err("frame index out of range");
     }
-    if header.len as usize != encoded_len(header.frame_count as usize, usize::from(header.frame_bytes)) {
+    if header.len as usize != encoded_len(header.frame_count as usize, usize::from(header.frame_bytes), sealed) {
         return Err("record length does not match its frames");
     }
     Ok(header)
@@ -151,11 +178,30 @@ pub(super) fn verify(record: &[u8]) -> Result<Header, &'static str> {
     Ok(header)
 }
 
-/// The `k`-th frame of a verified record.
-pub(super) fn frame(record: &Bytes, header: &Header, k: u32) -> Bytes {
+/// The frames' bytes of a verified record, opened with `keys` when it is sealed.
+pub(super) fn frames(record: Bytes, header: &Header, keys: Option<&Keyring>) -> Result<Bytes, &'static str> {
+    let end = record.len() - TRAILER_LEN;
+    if !header.sealed {
+        return Ok(record.slice(HEADER_LEN..end));
+    }
+    let plain =
+        seal::open(keys, header.message_id, &record[..HEADER_LEN], &record[HEADER_LEN..end]).map_err(|e| match e {
+            SealError::NoKeys => "record is sealed and no master key is configured",
+            SealError::UnknownKey => "record is sealed under a master key not in the keyring",
+            SealError::Rejected => "sealed record does not open (tampered, or the wrong master key)",
+            SealError::Short => "sealed record too short",
+        })?;
+    if plain.len() != header.frame_count as usize * usize::from(header.frame_bytes) {
+        return Err("sealed record's frames do not match its header");
+    }
+    Ok(Bytes::from(plain))
+}
+
+/// The `k`-th frame of a record's [`frames`].
+pub(super) fn frame(frames: &Bytes, header: &Header, k: u32) -> Bytes {
     let fb = usize::from(header.frame_bytes);
-    let at = HEADER_LEN + k as usize * fb;
-    record.slice(at..at + fb)
+    let at = k as usize * fb;
+    frames.slice(at..at + fb)
 }
 
 #[cfg(test)]
@@ -164,18 +210,18 @@ mod tests {
 
     #[test]
     fn encode_then_verify_and_reject_damage() {
-        let frames: Vec<Bytes> = (0..3u8).map(|i| Bytes::from(vec![i; 160])).collect();
+        let audio: Vec<Bytes> = (0..3u8).map(|i| Bytes::from(vec![i; 160])).collect();
         let mut out = Vec::new();
-        let len = encode(&mut out, -7, Codec::Pcma, 42, FLAG_FINISHED, 160, &frames);
+        let len = encode(&mut out, -7, Codec::Pcma, 42, FLAG_FINISHED, 160, &audio, None);
         assert_eq!(len as usize, out.len());
         assert_eq!(out.len(), HEADER_LEN + 3 * 160 + TRAILER_LEN);
         let h = verify(&out).expect("valid");
         assert_eq!(
-            (h.message_id, h.first_frame, h.frame_count, h.codec, h.flags),
-            (-7, 42, 3, Codec::Pcma, FLAG_FINISHED)
+            (h.message_id, h.first_frame, h.frame_count, h.codec, h.flags, h.sealed),
+            (-7, 42, 3, Codec::Pcma, FLAG_FINISHED, false)
         );
-        let rec = Bytes::from(out.clone());
-        assert_eq!(frame(&rec, &h, 2), frames[2]);
+        let body = frames(Bytes::from(out.clone()), &h, None).expect("plain frames");
+        assert_eq!(frame(&body, &h, 2), audio[2]);
 
         let mut flipped = out.clone();
         flipped[HEADER_LEN + 10] ^= 1;
@@ -184,5 +230,33 @@ mod tests {
         let mut bad_len = out.clone();
         bad_len[8] ^= 1;
         assert!(parse_header(&bad_len).is_err());
+    }
+
+    #[test]
+    fn a_sealed_record_verifies_without_keys_and_opens_only_with_them() {
+        let keys = Keyring::new(seal::MasterKey::new(&[9; seal::KEY_BYTES]), Vec::new());
+        let audio: Vec<Bytes> = (0..3u8).map(|i| Bytes::from(vec![0x40 | i; 160])).collect();
+        let mut out = Vec::new();
+        let len = encode(&mut out, 11, Codec::Pcmu, 50, 0, 160, &audio, Some(&keys.data_key(11)));
+        assert_eq!(len as usize, out.len());
+        assert_eq!(out.len(), HEADER_LEN + 3 * 160 + SEAL_OVERHEAD + TRAILER_LEN);
+        let h = verify(&out).expect("the CRC needs no key");
+        assert!(h.sealed);
+        assert!(
+            !out.windows(160).any(|w| audio.iter().any(|a| &a[..] == w)),
+            "plaintext frames in the record"
+        );
+        let body = frames(Bytes::from(out.clone()), &h, Some(&keys)).expect("opens");
+        assert_eq!(frame(&body, &h, 1), audio[1]);
+        assert!(frames(Bytes::from(out.clone()), &h, None).is_err(), "no keys, no audio");
+
+        // A record copied into another message (header changed, CRC made right) does not open.
+        let mut moved = out.clone();
+        moved[12] ^= 1;
+        let crc_at = moved.len() - TRAILER_LEN;
+        let crc = crc32fast::hash(&moved[..crc_at]);
+        moved[crc_at..].copy_from_slice(&crc.to_le_bytes());
+        let h = verify(&moved).expect("a valid record");
+        assert!(frames(Bytes::from(moved), &h, Some(&keys)).is_err());
     }
 }

@@ -14,6 +14,7 @@ use rusqlite::Connection;
 use super::error::{FragmentStoreError, io_err};
 use super::index::{self, IndexRow};
 use super::record;
+use super::seal::Keyring;
 use crate::codec::Codec;
 
 /// Frames not yet durable, over all messages, above which `append` warns (5 minutes of one
@@ -84,6 +85,8 @@ pub(super) struct Shared {
     pub(super) max_record_frames: AtomicU32,
     pub(super) readers: Mutex<Vec<Connection>>,
     pub(super) segments: RwLock<HashMap<u32, Arc<File>>>,
+    /// The master keys: records are sealed with them and opened with them.
+    pub(super) keys: Option<Keyring>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -164,7 +167,7 @@ impl Shared {
         Ok(open.entry(segment).or_insert(file).clone())
     }
 
-    /// Reads and checks one indexed record.
+    /// Reads and checks one indexed record: its header and its frames' bytes (opened).
     pub(super) fn read_record(&self, row: &IndexRow) -> Result<(record::Header, Bytes), FragmentStoreError> {
         let path = segment_path(&self.dir, row.segment);
         let corrupt = |reason| FragmentStoreError::Corrupt {
@@ -187,6 +190,7 @@ impl Shared {
         {
             return Err(corrupt("record does not match its index row"));
         }
-        Ok((header, Bytes::from(buf)))
+        let frames = record::frames(Bytes::from(buf), &header, self.keys.as_ref()).map_err(corrupt)?;
+        Ok((header, frames))
     }
 }

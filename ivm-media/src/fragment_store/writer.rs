@@ -8,6 +8,7 @@
 //! back to its indexed end (or, when that fails, the writer moves on to a new segment), and
 //! the frames, still in memory, are written again at the next commit.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,11 +24,14 @@ use super::error::{FragmentStoreError, io_err};
 use super::index::{self, IndexRow, LogPosition};
 use super::record::{self, FLAG_FINISHED};
 use super::recovery::Recovered;
+use super::seal::DataKey;
 use super::shared::{FinishState, MessageBuf, Shared, segment_path};
 use crate::codec::Codec;
 
 /// Buffered record bytes are handed to the OS once they pass this.
 const FLUSH_AT: usize = 1 << 20;
+/// Data keys kept for messages being written (one per message; beyond, all are forgotten).
+const MAX_DATA_KEYS: usize = 100_000;
 
 /// What the store handles ask of the writer.
 pub(super) enum Cmd {
@@ -76,6 +80,8 @@ pub(super) struct Writer {
     /// Messages to mark finished from the index (see [`Cmd::FinishStored`]).
     stored_finishes: Vec<i64>,
     failures: u32,
+    /// The data key of each message being written, when records are sealed.
+    data_keys: HashMap<i64, DataKey>,
 }
 
 impl Writer {
@@ -113,6 +119,7 @@ impl Writer {
             rows: Vec::new(),
             stored_finishes: Vec::new(),
             failures: 0,
+            data_keys: HashMap::new(),
         })
     }
 
@@ -240,12 +247,23 @@ impl Writer {
         for r in records {
             // Each record says how long its frames are: the codec's frame length.
             let frame_bytes = r.codec.implementation().frame_bytes();
-            let len = record::encoded_len(r.frames.len(), frame_bytes) as u64;
+            let sealed = self.shared.keys.as_ref().is_some_and(|k| k.seals());
+            let len = record::encoded_len(r.frames.len(), frame_bytes, sealed) as u64;
             let used = self.file_len + self.buf.len() as u64;
             if self.need_roll || (used > 0 && used + len > self.segment_bytes) {
                 self.roll()?;
             }
             let offset = self.file_len + self.buf.len() as u64;
+            let key = self.shared.keys.as_ref().filter(|k| k.seals()).map(|keys| {
+                if self.data_keys.len() >= MAX_DATA_KEYS {
+                    // Each record carries its wrapped key: forgetting costs only a new key.
+                    self.data_keys.clear();
+                }
+                &*self
+                    .data_keys
+                    .entry(r.message_id)
+                    .or_insert_with(|| keys.data_key(r.message_id))
+            });
             let length = record::encode(
                 &mut self.buf,
                 r.message_id,
@@ -254,7 +272,11 @@ impl Writer {
                 r.flags,
                 u16::try_from(frame_bytes).unwrap_or(record::MAX_FRAME_BYTES),
                 &r.frames,
+                key,
             );
+            if r.flags & FLAG_FINISHED != 0 {
+                self.data_keys.remove(&r.message_id);
+            }
             self.rows.push(IndexRow {
                 message_id: r.message_id,
                 first_frame: r.first_frame,

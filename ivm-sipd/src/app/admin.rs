@@ -2,7 +2,6 @@
 //! directory's database directly, so they work while the server runs.
 
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::Context;
 
@@ -195,7 +194,7 @@ pub fn messages_command(config: &Config, cmd: MessagesCommand) -> anyhow::Result
             }
         }
         MessagesCommand::Export { id, wav } => {
-            let (codec, frames) = read_message_audio(&config.storage.data_dir, id)?;
+            let (codec, frames) = read_message_audio(&config.storage, id)?;
             ivm_media::wav::export(&frames, codec, &wav).with_context(|| format!("writing {}", wav.display()))?;
             println!(
                 "exported message {id}: {} ms to {}",
@@ -208,9 +207,14 @@ pub fn messages_command(config: &Config, cmd: MessagesCommand) -> anyhow::Result
 }
 
 /// The committed audio of one message, read without disturbing a running server.
-fn read_message_audio(data_dir: &Path, id: i64) -> anyhow::Result<(ivm_media::codec::Codec, Vec<bytes::Bytes>)> {
+fn read_message_audio(
+    storage: &crate::config::StorageConfig,
+    id: i64,
+) -> anyhow::Result<(ivm_media::codec::Codec, Vec<bytes::Bytes>)> {
+    let data_dir = &storage.data_dir;
     let dir = data_dir.join("fragments");
-    let (codec, frames) = ivm_media::fragment_store::read_committed(&dir, &store::db_path(data_dir), id)
+    let keys = super::master_key::for_reading(storage)?;
+    let (codec, frames) = ivm_media::fragment_store::read_committed(&dir, &store::db_path(data_dir), keys.as_ref(), id)
         .with_context(|| format!("reading the audio of message {id}"))?
         .with_context(|| format!("message {id} has no stored audio"))?;
     Ok((codec, frames))

@@ -1,6 +1,7 @@
 //! The application: the server that wires stack, services and store together, the admin
-//! commands and the command line.
+//! commands, the command line and the master keys of encryption at rest.
 
 pub mod admin;
 pub mod cli;
+pub mod master_key;
 pub mod server;

@@ -163,6 +163,7 @@ async fn start_calls(config: &Config, below: Below, events: CallEvents) -> anyho
     let mut fcfg = FragmentStoreConfig::new(data_dir.join("fragments"), crate::store::db_path(data_dir));
     fcfg.commit_interval = Duration::from_millis(config.media.commit_interval_ms);
     fcfg.frames_per_fragment = config.media.frames_per_fragment;
+    fcfg.keys = super::master_key::for_server(&config.storage)?;
     let (fragments, recovery) = FragmentStore::open(fcfg).context("opening the fragment store")?;
     if recovery.truncated_bytes > 0 {
         tracing::warn!(
