@@ -6,7 +6,7 @@
 #   ./test.sh -- --nocapture       # e.g. to see the RFC 4475 result table
 #
 # On a fresh Debian/Ubuntu machine it first installs what the tests need and
-# is missing: SIPp (package sip-tester), baresip, Kamailio, sipvicious, a C compiler (bundled SQLite), npm and pip, then
+# is missing: SIPp (package sip-tester), baresip, linphonec, Kamailio, sipvicious, a C compiler (bundled SQLite), npm and pip, then
 # the SMPP peers node-smpp and smpplib (ivm-smsc/tests/install-peers.sh).
 # A Rust toolchain (cargo) is a prerequisite.
 # Environment: IVM_SIPD_BIN (server binary to test), CARGO_TARGET_DIR,
@@ -29,6 +29,9 @@ packages=()
 command -v sipp >/dev/null 2>&1 || packages+=(sip-tester)
 # A real phone for the real-UA tests (tests/tests/baresip.rs).
 command -v baresip >/dev/null 2>&1 || packages+=(baresip)
+# The second real phone (tests/tests/linphone.rs), in a network namespace made with iproute2.
+command -v linphonec >/dev/null 2>&1 || packages+=(linphone-cli)
+command -v ip >/dev/null 2>&1 || packages+=(iproute2)
 # The carrier proxy in front of IVM (tests/tests/kamailio.rs runs deploy/kamailio/ivm.cfg).
 command -v kamailio >/dev/null 2>&1 || packages+=(kamailio)
 # The attacker's tools of tests/tests/security.rs (svcrack, svwar).

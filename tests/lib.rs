@@ -20,6 +20,8 @@
 //!   `messages`/`cdr` admin commands).
 //! * [`baresip`]: a real phone (baresip) driven over its control socket.
 //! * [`kamailio`]: a real Kamailio running `deploy/kamailio/ivm.cfg` in front of the server.
+//! * [`linphone`]: a second real phone (linphonec) driven at its prompt, in a network
+//!   namespace of its own.
 //! * [`phone`]: a scriptable SIP phone over UDP (register, call, INFO and
 //!   RFC 4733 keys, answers INVITEs by plan, records what it receives).
 //! * [`notify`]: delivery rows, subscriber rules, prompts and locating the
@@ -36,6 +38,8 @@ pub mod baresip;
 pub mod ivm;
 #[path = "harness/kamailio.rs"]
 pub mod kamailio;
+#[path = "harness/linphone.rs"]
+pub mod linphone;
 #[path = "harness/notify.rs"]
 pub mod notify;
 #[path = "harness/paths.rs"]
