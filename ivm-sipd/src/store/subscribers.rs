@@ -153,7 +153,7 @@ pub fn list(conn: &Connection) -> Result<Vec<Subscriber>, StoreError> {
 
 /// Removes a subscriber and its registrations; false when there was none.
 pub fn remove(conn: &mut Connection, number: &str) -> Result<bool, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let n = tx.execute("DELETE FROM subscribers WHERE number = ?1", [number])?;
     tx.execute("DELETE FROM registrations WHERE aor = ?1", [number])?;
     tx.commit()?;
@@ -209,7 +209,7 @@ pub fn import_csv(conn: &mut Connection, path: &Path, realm: &str) -> Result<usi
         ));
     };
     let (c_name, c_msisdn, c_pin) = (col("name"), col("msisdn"), col("pin"));
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut count = 0;
     for record in reader.records() {
         let record = record.map_err(|e| csv_err(e.position().map_or(0, |p| p.line()), e.to_string()))?;
