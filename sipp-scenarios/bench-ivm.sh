@@ -41,6 +41,9 @@
 #   SIPP=sipp            sipp binary
 #   PYTHON=python3       for the RTP counter
 #   KEEP=                if non-empty, keep the temp dir (config, logs, SIPp statistics)
+#   MAX_CALLS=           the server's [calls] max_calls (admission control; default: the
+#                        shipped 2000). Calls beyond it get 503 and count as failed at the
+#                        callers; e.g. MAX_CALLS=500 CONCURRENT=1000 is a run at twice capacity.
 #
 # Larger runs: CONCURRENT=1000 RATE=100 HOLD=30 sipp-scenarios/bench-ivm.sh
 #              CONCURRENT=5000 RATE=200 HOLD=40 sipp-scenarios/bench-ivm.sh
@@ -63,6 +66,7 @@ SERVER_LOG="${SERVER_LOG:-warn,ivm_sipd=info}"
 SIPP="${SIPP:-sipp}"
 PYTHON="${PYTHON:-python3}"
 KEEP="${KEEP:-}"
+MAX_CALLS="${MAX_CALLS:-}"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac
 BIN="${IVM_SIPD_BIN:-$target_dir/release/ivm-sipd}"
@@ -143,6 +147,9 @@ rtp_ports = "$RTP_PORTS"
 # No SMS in this benchmark (and no SMSC port to clash with another server).
 [smsc]
 mode = "off"
+
+[calls]
+max_calls = ${MAX_CALLS:-2000}
 
 [[trunk]]
 name = "callers"
@@ -332,6 +339,20 @@ c_streams="$(echo "$counter" | sed -n 's/.*"streams": \([0-9]*\).*/\1/p')"
 caller_times="$(tail -n 1 "$tmp/caller.time")"
 read -r sipp_real sipp_user sipp_sys <<<"$caller_times" || true
 warn_lines="$(grep -c -E ' (WARN|ERROR) ' "$tmp/ivm-sipd.log" || true)"
+refused="$(grep -c 'new call refused: at max_calls' "$tmp/ivm-sipd.log" || true)"
+locked="$(grep -c 'database is locked' "$tmp/ivm-sipd.log" || true)"
+# Nothing lost: what the store holds for the calls that were taken (read once the server
+# has written everything; it is still running, so read-only and WAL-aware).
+sleep 2
+store="$(python3 - "$tmp/data/ivm.sqlite" <<'PY'
+import sqlite3, sys
+c = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
+q = lambda sql: c.execute(sql).fetchone()[0]
+print(q("SELECT count(*) FROM messages"), q("SELECT count(*) FROM messages WHERE state = 'complete'"),
+      q("SELECT count(*) FROM deliveries WHERE state = 'delivered'"), q("SELECT count(*) FROM cdrs"))
+PY
+)" || store="0 0 0 0"
+read -r st_msgs st_complete st_delivered st_cdrs <<<"$store"
 
 awk -v created="$created" -v ok="$ok" -v failed="$failed" -v peak="$peak" -v setup="$setup_secs" \
     -v unexp="$unexp" -v trecv="$trecv" -v tmaxr="$tmaxr" -v retrans="$retrans" -v rt="$rt_ms" \
@@ -340,7 +361,9 @@ awk -v created="$created" -v ok="$ok" -v failed="$failed" -v peak="$peak" -v set
     -v cpk="${c_packets:-0}" -v cspan="${c_span:-0}" -v cstr="${c_streams:-0}" -v cdrops="$counter_drops" \
     -v calls="$CALLS" -v hold="$HOLD" -v w0="$w0" -v w1="$w1" -v c0="$cpu0" -v c1="$cpu1" -v tck="$clk_tck" \
     -v hwm="$hwm_kb" -v rss0="$rss_before_kb" -v sreal="${sipp_real:-0}" -v suser="${sipp_user:-0}" \
-    -v ssys="${sipp_sys:-0}" -v warns="$warn_lines" 'BEGIN {
+    -v ssys="${sipp_sys:-0}" -v warns="$warn_lines" -v refused="$refused" -v locked="$locked" \
+    -v smsgs="${st_msgs:-0}" -v scomplete="${st_complete:-0}" -v sdelivered="${st_delivered:-0}" \
+    -v scdrs="${st_cdrs:-0}" -v maxcalls="${MAX_CALLS:-2000}" 'BEGIN {
     wall = w1 - w0; cpu = (c1 - c0) / tck
     printf "call set-up (callers: SIPp exit %d; target: SIPp exit %d; 0 = every call succeeded)\n", rc, trc
     printf "  calls created            %d", created
@@ -349,6 +372,7 @@ awk -v created="$created" -v ok="$ok" -v failed="$failed" -v peak="$peak" -v set
     printf "  peak concurrent calls    %d (SIPp CurrentCall, 1 s samples)\n", peak
     printf "  successful calls         %d at the callers, %d at the target\n", ok, tok
     printf "  failed calls             %d at the callers (unexpected msg %d, recv timeout %d, max UDP retrans %d), %d at the target\n", failed, unexp, trecv, tmaxr, tfailed
+    printf "  refused at capacity      %d (503 beyond max_calls = %d)\n", refused, maxcalls
     printf "  SIP retransmissions      %d (callers)\n", retrans
     if (rt != "") printf "  INVITE -> 200 mean       %s ms\n", rt
     printf "RTP (20 ms G.711 packets)\n"
@@ -363,7 +387,13 @@ awk -v created="$created" -v ok="$ok" -v failed="$failed" -v peak="$peak" -v set
     printf "  CPU                      %.1f %% of one core (%.2f s user+sys over %.2f s wall, first call to last BYE)\n", (wall > 0 ? 100 * cpu / wall : 0), cpu, wall
     printf "  peak RSS                 %.1f MiB (VmHWM); %.1f MiB before the calls\n", hwm / 1024, rss0 / 1024
     if (peak > 0) printf "  RSS per concurrent call  %.1f KiB ((VmHWM - RSS before) / peak concurrent calls)\n", (hwm - rss0) / peak
-    printf "  WARN/ERROR log lines     %d\n", warns
+    printf "  WARN/ERROR log lines     %d (%d of them refusals at capacity; \"database is locked\": %d)\n", warns, refused, locked
+    printf "store (nothing lost: every call taken is a complete message, a delivery and 2 CDR rows)\n"
+    printf "  messages                 %d (%d complete) for %d calls taken\n", smsgs, scomplete, ok
+    printf "  deliveries delivered     %d\n", sdelivered
+    printf "  CDR rows                 %d (expected %d)\n", scdrs, 2 * ok
+    lost = (ok - scomplete) + (ok - sdelivered) + (2 * ok - scdrs)
+    printf "  lost                     %d%s\n", lost, (lost == 0 ? "" : "  <-- rows missing")
     if (sreal > 0) printf "SIPp callers CPU           %.1f %% of one core (near 100 %% = the load generator is the bottleneck)\n", 100 * (suser + ssys) / sreal
 }'
 

@@ -294,7 +294,12 @@ pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
     if body.len() > MAX_SDP_BYTES {
         return Err(SdpError::TooLarge(body.len()));
     }
-    let media_lines = body.split(|&b| b == b'\n').filter(|l| l.starts_with(b"m=")).count();
+    // Counted over lines ended by LF or by a lone CR, as the parser reads them (the fuzz
+    // target found 17 m= lines joined by bare CRs passing a count over LF alone).
+    let media_lines = body
+        .split(|&b| b == b'\n' || b == b'\r')
+        .filter(|l| l.starts_with(b"m="))
+        .count();
     if media_lines > MAX_MEDIA_LINES {
         return Err(SdpError::TooManyMedia(media_lines));
     }
@@ -600,16 +605,57 @@ fn audio_description(
 }
 
 /// An offered line we do not take, answered with port 0 and the offered formats (RFC 3264 §6).
+/// The answer's line for a stream we do not take: port 0 with the offer's transport and
+/// formats (RFC 3264 §6) — unless the offer's were not a well-formed `token/token` and at least
+/// one format (the fuzz target found `m=audio 0 /400`, with none, echoed into an answer no
+/// parser reads); then plain RTP/AVP 0, which says the same.
 fn rejected_description(line: &MediaLine) -> MediaDescription {
     let mut md = MediaDescription::rejected(line.media);
-    md.media.proto = line.proto.clone();
-    md.media.fmts = line.formats.clone();
+    let proto = line.proto.to_string();
+    let token = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-._".contains(&b));
+    let well_formed = proto.split('/').count() >= 2 && proto.split('/').all(token);
+    md.media.proto = if well_formed {
+        line.proto.clone()
+    } else {
+        TransportProtocol::RtpAvp
+    };
+    md.media.fmts = if line.formats.is_empty() {
+        vec![0]
+    } else {
+        line.formats.clone()
+    };
     md
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rejected_stream_with_a_bad_transport_is_answered_with_a_readable_line() {
+        // What the fuzz target found (its m= lines read as `127.0.m=4000` and `/400` with no
+        // formats, and were echoed so).
+        let offer: &[u8] = b"v=0\r\no=- 0 1 IN IP4 1/40.0.1o-s=\r=\n\r\nc=IN IP4 1.0.1o=\r\ns=-\r\nc=IN IP4 127.0.0.1\r\x1at=0 0\r\n\
+            m=audio 4 127.0.m=4000 RT12\x00\x00\x00:0.1\r\ns=-\r\nc=IN IP4 127.0.m=1\r\nt=0 0\r\n\
+            m=audio 40002/4012/400 RTP/AVP 0\r\na=pti2\x00\x00\x00:0.1\r\ns=-\r\nc=IN IP4 1\r\nm=audio 4000 RTP/AVP 0\r\na=ptime: 0";
+        let remote = parse(offer).expect("the parser takes it");
+        let neg = negotiate(&remote, BOTH).expect("the second stream is taken");
+        let local = SocketAddr::from(([127, 0, 0, 1], 20000));
+        let answer = answer(local, &neg, &SessionVersion::new());
+        assert!(parse(answer.as_bytes()).is_ok(), "our answer does not parse:\n{answer}");
+    }
+
+    #[test]
+    fn media_lines_joined_by_bare_crs_are_counted_too() {
+        let mut body = String::from("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n");
+        for _ in 0..=MAX_MEDIA_LINES {
+            body.push_str("m=audio 4000 RTP/AVP 0\r");
+        }
+        assert_eq!(
+            parse(body.as_bytes()).err(),
+            Some(SdpError::TooManyMedia(MAX_MEDIA_LINES + 1))
+        );
+    }
 
     const BOTH: &[Codec] = &[Codec::Pcmu, Codec::Pcma];
 

@@ -10,12 +10,29 @@ use ivm_sipd::stack::sip::{Framing, HeaderName, Message, SipHeaders, parse_messa
 use libfuzzer_sys::fuzz_target;
 
 fn exercise(msg: &Message) {
-    let _ = (msg.call_id(), msg.cseq(), msg.header_from(), msg.header_to(), msg.vias(), msg.top_via());
-    let _ = (msg.contacts(), msg.expires(), msg.max_forwards(), msg.content_type(), msg.content_length(), msg.event());
+    let _ = (
+        msg.call_id(),
+        msg.cseq(),
+        msg.header_from(),
+        msg.header_to(),
+        msg.vias(),
+        msg.top_via(),
+    );
+    let _ = (
+        msg.contacts(),
+        msg.expires(),
+        msg.max_forwards(),
+        msg.content_type(),
+        msg.content_length(),
+        msg.event(),
+    );
     let _ = (msg.tokens(&HeaderName::Require), msg.auth(&HeaderName::Authorization));
     let written = Bytes::from(msg.to_bytes());
     if let Err(e) = parse_message(written.clone(), Framing::Datagram) {
-        panic!("written form does not parse again: {e}\n{}", String::from_utf8_lossy(&written));
+        panic!(
+            "written form does not parse again: {e}\n{}",
+            String::from_utf8_lossy(&written)
+        );
     }
 }
 

@@ -8,11 +8,11 @@ use rusmpp::encode::{Encode, Length};
 use rusmpp::{Command, CommandStatus};
 
 /// SMPP header size.
-pub(crate) const HEADER: usize = 16;
+pub const HEADER: usize = 16;
 
 /// One PDU from the peer.
 #[derive(Debug)]
-pub(crate) enum Frame {
+pub enum Frame {
     /// A PDU rusmpp could decode.
     Command(Box<Command>),
     /// A PDU of a sane length that could not be decoded.
@@ -28,13 +28,13 @@ pub(crate) enum Frame {
 
 /// The stream cannot be re-synchronised (a `command_length` below 16 or above the limit).
 #[derive(Debug)]
-pub(crate) struct BadLength {
-    pub(crate) length: u32,
-    pub(crate) sequence_number: u32,
+pub struct BadLength {
+    pub length: u32,
+    pub sequence_number: u32,
 }
 
 /// Takes the next whole PDU out of `buf`, if there is one.
-pub(crate) fn next_frame(buf: &mut BytesMut, max_len: usize) -> Result<Option<Frame>, BadLength> {
+pub fn next_frame(buf: &mut BytesMut, max_len: usize) -> Result<Option<Frame>, BadLength> {
     if buf.len() < HEADER {
         // A length below 16 is refused as soon as its 4 octets are in.
         if buf.len() >= 4 {
@@ -88,7 +88,7 @@ pub(crate) fn next_frame(buf: &mut BytesMut, max_len: usize) -> Result<Option<Fr
 }
 
 /// Appends `command` with its `command_length` to `out`.
-pub(crate) fn encode(command: &Command, out: &mut BytesMut) {
+pub fn encode(command: &Command, out: &mut BytesMut) {
     let len = command.length();
     out.reserve(4 + len);
     out.put_u32((4 + len) as u32);

@@ -17,7 +17,7 @@
 //! shares, `connection` runs one ESME connection, `router` knows the bound sessions and where
 //! receipts go.
 
-pub(crate) mod codec;
+pub mod codec;
 mod config;
 mod connection;
 mod router;
