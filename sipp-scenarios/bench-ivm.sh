@@ -138,6 +138,10 @@ counter_port="$(free_port)"
 server="127.0.0.1:$port"
 
 cat >"$tmp/ivm-sipd.toml" <<TOML
+[sip]
+# No TLS listener: 5061 may be taken (another server, a test run).
+tls_listen = "off"
+
 [registrar]
 auth_algorithms = ["MD5"]
 

@@ -105,6 +105,8 @@ server="127.0.0.1:$port"
 cat >"$tmp/ivm-sipd.toml" <<TOML
 [sip]
 realm = "ivm.local"
+# No TLS listener: 5061 may be taken (another server, a test run).
+tls_listen = "off"
 
 [registrar]
 auth_algorithms = ["MD5"]

@@ -50,9 +50,25 @@ pub struct SipConfig {
     pub tcp_message_timeout_secs: u64,
     /// Connections one remote IP address may hold at once.
     pub tcp_max_connections_per_ip: usize,
+    /// SIP over TLS: the listen address, or `off`.
+    pub tls_listen: String,
+    /// The certificate chain and its key (PEM); both empty: a self-signed pair generated into
+    /// the data directory at the first start.
+    pub tls_cert_file: PathBuf,
+    pub tls_key_file: PathBuf,
     pub t1_ms: u64,
     pub t2_ms: u64,
     pub t4_ms: u64,
+}
+
+impl SipConfig {
+    /// Where TLS listens: `None` when `tls_listen = "off"`.
+    pub fn tls_addr(&self) -> Result<Option<SocketAddr>, std::net::AddrParseError> {
+        match self.tls_listen.trim() {
+            "off" | "" => Ok(None),
+            addr => addr.parse().map(Some),
+        }
+    }
 }
 
 impl Default for SipConfig {
@@ -64,6 +80,9 @@ impl Default for SipConfig {
             tcp_idle_timeout_secs: 300,
             tcp_message_timeout_secs: 10,
             tcp_max_connections_per_ip: 64,
+            tls_listen: "127.0.0.1:5061".into(),
+            tls_cert_file: PathBuf::new(),
+            tls_key_file: PathBuf::new(),
             t1_ms: 500,
             t2_ms: 4000,
             t4_ms: 5000,
@@ -487,6 +506,12 @@ impl Config {
             Some(line) => format!("{section}.{key} (line {line}): {why}"),
             None => format!("{section}.{key}: {why}"),
         };
+        if self.sip.tls_addr().is_err() {
+            return Err(at("sip", "tls_listen", "must be an IP:port or \"off\""));
+        }
+        if self.sip.tls_cert_file.as_os_str().is_empty() != self.sip.tls_key_file.as_os_str().is_empty() {
+            return Err(at("sip", "tls_cert_file", "tls_cert_file and tls_key_file go together"));
+        }
         let r = &self.registrar;
         if r.min_expires > r.max_expires {
             return Err(at("registrar", "min_expires", "must not be above max_expires"));

@@ -37,6 +37,8 @@ pub struct PhoneConfig<'a> {
     pub microphone: &'a [i16],
     /// Answers incoming calls at once.
     pub auto_answer: bool,
+    /// Registers and calls over TLS (`outbound` is then the server's TLS address).
+    pub tls: bool,
 }
 
 /// A running baresip.
@@ -107,10 +109,11 @@ impl Baresip {
             ),
         )?;
         let answer = if cfg.auto_answer { ";answermode=auto" } else { "" };
+        let transport = if cfg.tls { ";transport=tls" } else { "" };
         fs::write(
             dir.path().join("accounts"),
             format!(
-                "<sip:{}@ivm.local>;auth_pass={};outbound=\"sip:{}\";regint=600{answer}\n",
+                "<sip:{}@ivm.local{transport}>;auth_pass={};outbound=\"sip:{}{transport}\";regint=600{answer}\n",
                 cfg.number, cfg.password, cfg.outbound
             ),
         )?;

@@ -50,6 +50,8 @@ pub struct Registration {
 /// the test is panicking, the server's log is printed first.
 pub struct Server {
     pub addr: SocketAddr,
+    /// Where it takes SIP over TLS (self-signed certificate in its data directory).
+    pub tls: SocketAddr,
     /// `None` only while dropping (kept on panic).
     dir: Option<TempDir>,
     dir_path: PathBuf,
@@ -91,12 +93,18 @@ impl Server {
         let config = dir.path().join("ivm-sipd.toml");
         let data_dir = dir.path().join("data");
         fs::create_dir_all(&data_dir)?;
-        // Each server's built-in SMSC on a port of its own (tests run in parallel).
-        let smsc = format!("[smsc]\nlisten = \"127.0.0.1:{}\"\n", free_port());
+        // Each server's built-in SMSC and TLS listener on ports of their own (tests run in
+        // parallel).
+        let tls = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port()));
+        let smsc = format!(
+            "[smsc]\nlisten = \"127.0.0.1:{}\"\n[sip]\ntls_listen = \"{tls}\"\n",
+            free_port()
+        );
         fs::write(&config, merge_toml(&merge_toml(BASE_CONFIG, &smsc)?, extra_toml)?)?;
         let port = free_port();
         let mut server = Server {
             addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
+            tls,
             log: dir.path().join("ivm-sipd.log"),
             dir_path: dir.path().to_path_buf(),
             dir: Some(dir),

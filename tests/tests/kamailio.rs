@@ -60,6 +60,7 @@ fn behind_kamailio_baresip_phones_register_send_live_and_retrieve_bit_exact() {
         outbound: kamailio.addr,
         microphone: &sweep,
         auto_answer: false,
+        tls: false,
     })
     .expect("start baresip 1001");
     let mut bob = Baresip::start(&PhoneConfig {
@@ -68,6 +69,7 @@ fn behind_kamailio_baresip_phones_register_send_live_and_retrieve_bit_exact() {
         outbound: kamailio.addr,
         microphone: &silence,
         auto_answer: true,
+        tls: false,
     })
     .expect("start baresip 1002");
 

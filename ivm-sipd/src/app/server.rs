@@ -46,16 +46,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let local = udp.local_addr()?;
     let udp = Arc::new(udp);
     let (inbound_tx, inbound_rx) = mpsc::channel::<Inbound>(16384);
-    let tcp = TcpConnections::new(
-        inbound_tx.clone(),
-        TcpLimits {
-            max_message_bytes: config.sip.max_message_bytes,
-            idle: Duration::from_secs(config.sip.tcp_idle_timeout_secs),
-            message: Duration::from_secs(config.sip.tcp_message_timeout_secs),
-            per_ip: config.sip.tcp_max_connections_per_ip,
-        },
-    );
-    let transmitter = Transmitter::sockets(udp.clone(), tcp.clone());
+    let limits = TcpLimits {
+        max_message_bytes: config.sip.max_message_bytes,
+        idle: Duration::from_secs(config.sip.tcp_idle_timeout_secs),
+        message: Duration::from_secs(config.sip.tcp_message_timeout_secs),
+        per_ip: config.sip.tcp_max_connections_per_ip,
+    };
+    let tcp = TcpConnections::new(inbound_tx.clone(), limits);
+    let tls = match config.sip.tls_addr().context("[sip] tls_listen")? {
+        Some(addr) => {
+            let acceptor = super::tls::acceptor(&config)?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (TLS)"))?;
+            let at = listener.local_addr()?;
+            let conns = TcpConnections::tls(inbound_tx.clone(), limits, acceptor);
+            tokio::spawn(conns.clone().accept_loop(listener));
+            Some((conns, at))
+        }
+        None => None,
+    };
+    let transmitter = Transmitter::sockets(udp.clone(), tcp.clone(), tls.as_ref().map(|(c, _)| c.clone()));
     tokio::spawn(transport::udp::receive_loop(
         udp,
         config.sip.max_message_bytes,
@@ -69,6 +80,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         t4: config.sip.t4_ms,
     };
     let (core, core_loop) = endpoint::core(timers, transmitter, inbound_rx, local);
+    let tls_at = tls.as_ref().map(|(_, at)| *at);
+    let core = match tls_at {
+        Some(at) => core.with_tls_local(at),
+        None => core,
+    };
     let dialogs = DialogTable::default();
     let registrar = Arc::new(registrar);
     let (events, call_events) = CallEvents::channel();
@@ -122,7 +138,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }))
         .register(Arc::new(CallService::new(calls)))
         .build();
-    tracing::info!(udp = %local, tcp = %local, data_dir = %config.storage.data_dir.display(), "ivm-sipd listening");
+    let tls_shown = tls_at.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    tracing::info!(udp = %local, tcp = %local, tls = %tls_shown, data_dir = %config.storage.data_dir.display(), "ivm-sipd listening");
     core_loop.with_gate(guard).run(router, shutdown_signal()).await;
     tracing::info!("ivm-sipd stopping");
     Ok(())

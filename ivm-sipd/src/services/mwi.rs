@@ -191,11 +191,11 @@ impl Service {
         ok.headers.push(HeaderName::Expires, expires.to_string());
         ok.headers.push(
             HeaderName::Contact,
-            contact_value("ivm", self.core.local_addr(), source),
+            contact_value("ivm", self.core.local_addr_for(source.transport), source),
         );
         log_transaction(&req, &ok, source);
         self.core.respond(key, ok);
-        let Some(dialog) = Dialog::as_uas(&req, &tag, source, self.core.local_addr()) else {
+        let Some(dialog) = Dialog::as_uas(&req, &tag, source, self.core.local_addr_for(source.transport)) else {
             return;
         };
         let id = dialog.id.clone();
@@ -301,7 +301,11 @@ impl Service {
             .push(HeaderName::Other("Subscription-State".into()), state);
         notify.headers.push(
             HeaderName::Contact,
-            contact_value("ivm", self.core.local_addr(), sub.dialog.peer),
+            contact_value(
+                "ivm",
+                self.core.local_addr_for(sub.dialog.peer.transport),
+                sub.dialog.peer,
+            ),
         );
         notify
             .headers
@@ -348,7 +352,7 @@ impl Service {
                 &format!("<sip:ivm@{}>", self.domain),
                 &format!("<{}>", self.account(aor)),
                 peer,
-                self.core.local_addr(),
+                self.core.local_addr_for(peer.transport),
             );
             req.headers.push(HeaderName::Event, PACKAGE);
             req.headers

@@ -215,5 +215,6 @@ pub fn contact_value(user: &str, local: SocketAddr, peer: Peer) -> String {
     match peer.transport {
         crate::stack::transport::TransportKind::Udp => format!("<sip:{user}@{local}>"),
         crate::stack::transport::TransportKind::Tcp => format!("<sip:{user}@{local};transport=tcp>"),
+        crate::stack::transport::TransportKind::Tls => format!("<sip:{user}@{local};transport=tls>"),
     }
 }

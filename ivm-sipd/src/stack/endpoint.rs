@@ -59,6 +59,8 @@ pub struct SipCore {
     commands: mpsc::UnboundedSender<Command>,
     transmitter: Transmitter,
     local: SocketAddr,
+    /// Where TLS listens, when it does.
+    tls_local: Option<SocketAddr>,
     /// The RFC 3261 timer values, for what the layers above retransmit themselves (a 2xx).
     timers: Timers,
     /// The `Allow` value of what the router serves, set once when the router is built.
@@ -85,9 +87,23 @@ impl SipCore {
         self.transmitter.send(to, data).await;
     }
 
-    /// The address the SIP transports listen on (for Via and Contact).
+    /// The address the UDP and TCP transports listen on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The address `transport` is reached at, for Via and Contact: TLS has its own.
+    pub fn local_addr_for(&self, transport: crate::stack::transport::TransportKind) -> SocketAddr {
+        match (transport, self.tls_local) {
+            (crate::stack::transport::TransportKind::Tls, Some(tls)) => tls,
+            _ => self.local,
+        }
+    }
+
+    /// Says where TLS listens (before the handle is cloned to the layers above).
+    pub fn with_tls_local(mut self, addr: SocketAddr) -> SipCore {
+        self.tls_local = Some(addr);
+        self
     }
 
     /// The timer values (T1, T2, T4) the transactions run with.
@@ -171,6 +187,7 @@ pub fn core(
         commands: tx,
         transmitter: transmitter.clone(),
         local,
+        tls_local: None,
         timers,
         allow: Arc::new(OnceLock::new()),
     };

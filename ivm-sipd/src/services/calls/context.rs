@@ -142,9 +142,9 @@ impl Calls {
         };
     }
 
-    /// The address SIP is reached at (Via, Contact).
-    pub fn sip_addr(&self) -> SocketAddr {
-        self.core.local_addr()
+    /// The address SIP is reached at over `transport` (Via, Contact).
+    pub fn sip_addr(&self, transport: crate::stack::transport::TransportKind) -> SocketAddr {
+        self.core.local_addr_for(transport)
     }
 }
 

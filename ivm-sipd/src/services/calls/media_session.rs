@@ -68,8 +68,10 @@ impl MediaSession {
         local: SocketAddr,
     ) -> Response {
         let mut resp = request.response(200, None, "");
-        resp.headers
-            .push(HeaderName::Contact, contact_value("ivm", calls.sip_addr(), peer));
+        resp.headers.push(
+            HeaderName::Contact,
+            contact_value("ivm", calls.sip_addr(peer.transport), peer),
+        );
         if !request.body.is_empty() {
             resp.headers.push(HeaderName::ContentType, "application/sdp");
             resp.body = self.answer(neg, local, &request.body);

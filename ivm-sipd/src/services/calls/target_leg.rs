@@ -465,6 +465,8 @@ fn first_hop(path: &str) -> Option<Peer> {
     let ip = sip.host.ip()?;
     let transport = match sip.transport().as_deref() {
         Some(t) if t.eq_ignore_ascii_case("tcp") => TransportKind::Tcp,
+        Some(t) if t.eq_ignore_ascii_case("tls") => TransportKind::Tls,
+        _ if sip.secure => TransportKind::Tls,
         _ => TransportKind::Udp,
     };
     Some(Peer {
@@ -507,8 +509,8 @@ pub(crate) fn build_invite(
     subject: &str,
     ptt: bool,
 ) -> Request {
-    let local = calls.sip_addr();
     let (request_uri, peer) = (hop.uri.clone(), hop.peer);
+    let local = calls.sip_addr(peer.transport);
     let to_uri = match &request_uri {
         Uri::Sip(u) => format!("<sip:{label}@{}>", u.host),
         other => format!("<{other}>"),

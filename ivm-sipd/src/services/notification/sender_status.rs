@@ -73,7 +73,7 @@ async fn report(
             &format!("\"IVM\" <sip:ivm@{domain}>"),
             &format!("<sip:{}@{domain}>", m.sender),
             peer,
-            calls.sip_addr(),
+            calls.sip_addr(peer.transport),
         );
         req.headers.push(HeaderName::ContentType, "text/plain;charset=utf-8");
         req.body = Bytes::from(text.clone());

@@ -65,6 +65,8 @@ impl LocationService {
         for r in rows {
             let transport = if r.transport.eq_ignore_ascii_case("tcp") {
                 TransportKind::Tcp
+            } else if r.transport.eq_ignore_ascii_case("tls") {
+                TransportKind::Tls
             } else {
                 TransportKind::Udp
             };

@@ -133,7 +133,12 @@ impl ClientInvite {
 
     /// The dialog of a 2xx, confirmed with its ACK.
     fn confirm(self, ok: Response) -> RingOutcome {
-        let Some(dialog) = Dialog::as_uac(&self.invite, &ok, self.peer, self.core.local_addr()) else {
+        let Some(dialog) = Dialog::as_uac(
+            &self.invite,
+            &ok,
+            self.peer,
+            self.core.local_addr_for(self.peer.transport),
+        ) else {
             return RingOutcome::Failed(format!("{} without a usable To tag", ok.status));
         };
         let ack = Bytes::from(dialog.ack(dialog.local_cseq).to_bytes());
@@ -174,7 +179,8 @@ impl ClientInvite {
                         }
                     }
                     ClientEvent::Response(r) if r.status < 300 => {
-                        if let Some(mut dialog) = Dialog::as_uac(&invite, &r, peer, core.local_addr()) {
+                        if let Some(mut dialog) = Dialog::as_uac(&invite, &r, peer, core.local_addr_for(peer.transport))
+                        {
                             tracing::info!(status = r.status, to = %peer, "answered after we gave up: hanging up");
                             core.send_raw(peer, Bytes::from(dialog.ack(dialog.local_cseq).to_bytes()))
                                 .await;

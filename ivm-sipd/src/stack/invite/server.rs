@@ -102,7 +102,11 @@ impl ServerInvite {
         let mut ok = self.response(200, None);
         ok.headers.push(
             HeaderName::Contact,
-            contact_value(contact_user, self.core.local_addr(), self.source),
+            contact_value(
+                contact_user,
+                self.core.local_addr_for(self.source.transport),
+                self.source,
+            ),
         );
         ok.headers.push(HeaderName::Allow, self.core.allow().to_owned());
         ok
@@ -115,7 +119,12 @@ impl ServerInvite {
             self.respond(self.response(487, None));
             return Err(AcceptError::Cancelled);
         }
-        let Some(dialog) = Dialog::as_uas(&self.request, &self.tag, self.source, self.core.local_addr()) else {
+        let Some(dialog) = Dialog::as_uas(
+            &self.request,
+            &self.tag,
+            self.source,
+            self.core.local_addr_for(self.source.transport),
+        ) else {
             self.refuse(400, "Bad Request (cannot form a dialog)");
             return Err(AcceptError::NoDialog);
         };

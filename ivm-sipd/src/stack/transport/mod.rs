@@ -1,4 +1,5 @@
 //! SIP transport (RFC 3261 §18): the UDP socket and TCP connections on one listen address,
+//! TLS connections on another,
 //! where responses go (§18.2.2 with RFC 3581 `rport`), and the `received`/`rport` stamps on
 //! incoming requests.
 
@@ -64,15 +65,16 @@ enum Wire {
     Sockets {
         udp: Arc<UdpSocket>,
         tcp: tcp::TcpConnections,
+        tls: Option<tcp::TcpConnections>,
     },
     Memory(tokio::sync::mpsc::UnboundedSender<(Peer, Bytes)>),
 }
 
 impl Transmitter {
-    /// Over the UDP socket and the TCP connections.
-    pub fn sockets(udp: Arc<UdpSocket>, tcp: tcp::TcpConnections) -> Transmitter {
+    /// Over the UDP socket and the TCP (and TLS) connections.
+    pub fn sockets(udp: Arc<UdpSocket>, tcp: tcp::TcpConnections, tls: Option<tcp::TcpConnections>) -> Transmitter {
         Transmitter {
-            wire: Wire::Sockets { udp, tcp },
+            wire: Wire::Sockets { udp, tcp, tls },
         }
     }
 
@@ -84,8 +86,14 @@ impl Transmitter {
 
     pub async fn send(&self, to: Peer, data: Bytes) {
         match &self.wire {
-            Wire::Sockets { udp, .. } if to.transport == TransportKind::Udp => udp::send(udp, to.addr, &data).await,
-            Wire::Sockets { tcp, .. } => tcp.send(to.addr, data),
+            Wire::Sockets { udp, tcp, tls } => match to.transport {
+                TransportKind::Udp => udp::send(udp, to.addr, &data).await,
+                TransportKind::Tcp => tcp.send(to.addr, data),
+                TransportKind::Tls => match tls {
+                    Some(tls) => tls.send(to.addr, data),
+                    None => tracing::info!(%to, "no TLS listener: dropped"),
+                },
+            },
             Wire::Memory(tx) => {
                 let _ = tx.send((to, data));
             }

@@ -10,12 +10,14 @@ use crate::stack::sip::Via;
 pub enum TransportKind {
     Udp,
     Tcp,
+    /// TCP with TLS (RFC 3261 §26.2.1; `sips:` and `transport=tls`).
+    Tls,
 }
 
 impl TransportKind {
     /// Reliable transports get no retransmissions and zero wait timers (D, I, J, K).
     pub fn is_reliable(self) -> bool {
-        matches!(self, TransportKind::Tcp)
+        matches!(self, TransportKind::Tcp | TransportKind::Tls)
     }
 
     /// The name used in Via and `transport=`.
@@ -23,6 +25,7 @@ impl TransportKind {
         match self {
             TransportKind::Udp => "UDP",
             TransportKind::Tcp => "TCP",
+            TransportKind::Tls => "TLS",
         }
     }
 }

@@ -3,6 +3,10 @@
 //! into messages by the stream framer, answers CRLF keep-alives, and is closed when idle, when a
 //! message it began does not complete in time (a client trickling a byte now and then), or when
 //! it breaks framing (RFC 3261 §18.3). One remote IP address may hold only so many connections.
+//! The same table serves TLS (RFC 3261 §26.2.1; rustls through tokio-rustls): a listener with
+//! an acceptor hands each connection to the same framing once its handshake is done. IVM does
+//! not open TLS connections itself: requests to a phone go over the connection it registered
+//! on (phones keep it open, RFC 5626 style).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,9 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 
 use super::inbound::{Inbound, stamp_received};
 use super::peer::{Peer, TransportKind};
@@ -29,7 +34,12 @@ struct Inner {
     conns: Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>>,
     inbound: mpsc::Sender<Inbound>,
     limits: TcpLimits,
+    /// For TLS connections: the handshake of each accepted one.
+    tls: Option<TlsAcceptor>,
 }
+
+/// How long a TLS client may take to complete its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a connection may do.
 #[derive(Debug, Clone, Copy)]
@@ -50,7 +60,28 @@ impl TcpConnections {
                 conns: Mutex::new(HashMap::new()),
                 inbound,
                 limits,
+                tls: None,
             }),
+        }
+    }
+
+    /// The TLS table: accepted connections do the handshake first.
+    pub fn tls(inbound: mpsc::Sender<Inbound>, limits: TcpLimits, acceptor: TlsAcceptor) -> Self {
+        TcpConnections {
+            inner: Arc::new(Inner {
+                conns: Mutex::new(HashMap::new()),
+                inbound,
+                limits,
+                tls: Some(acceptor),
+            }),
+        }
+    }
+
+    fn kind(&self) -> TransportKind {
+        if self.inner.tls.is_some() {
+            TransportKind::Tls
+        } else {
+            TransportKind::Tcp
         }
     }
 
@@ -72,6 +103,10 @@ impl TcpConnections {
         if let Some(tx) = existing
             && tx.send(data.clone()).is_ok()
         {
+            return;
+        }
+        if self.inner.tls.is_some() {
+            tracing::info!(%to, "tls: no connection to this address, and IVM opens none: dropped");
             return;
         }
         let this = self.clone();
@@ -99,7 +134,23 @@ impl TcpConnections {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
-                    self.adopt(stream, remote);
+                    match &self.inner.tls {
+                        None => {
+                            self.adopt(stream, remote);
+                        }
+                        Some(acceptor) => {
+                            let (this, acceptor) = (self.clone(), acceptor.clone());
+                            tokio::spawn(async move {
+                                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                    Ok(Ok(tls)) => {
+                                        this.adopt(tls, remote);
+                                    }
+                                    Ok(Err(e)) => tracing::info!(%remote, error = %e, "tls: handshake failed"),
+                                    Err(_) => tracing::info!(%remote, "tls: handshake not completed in time"),
+                                }
+                            });
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "tcp: accept failed");
@@ -110,13 +161,22 @@ impl TcpConnections {
     }
 
     /// Registers a connection and starts its reader and writer.
-    fn adopt(&self, stream: TcpStream, remote: SocketAddr) -> mpsc::UnboundedSender<Bytes> {
+    fn adopt<S>(&self, stream: S, remote: SocketAddr) -> mpsc::UnboundedSender<Bytes>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
         let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
         self.lock().insert(remote, tx.clone());
-        let (mut reader, mut writer) = stream.into_split();
+        let (mut reader, mut writer) = tokio::io::split(stream);
         tokio::spawn(async move {
             while let Some(data) = rx.recv().await {
-                if let Err(e) = writer.write_all(&data).await {
+                // A TLS writer buffers: each message goes out whole, at once.
+                if let Err(e) = async {
+                    writer.write_all(&data).await?;
+                    writer.flush().await
+                }
+                .await
+                {
                     tracing::info!(%remote, error = %e, "tcp: write failed");
                     break;
                 }
@@ -137,12 +197,12 @@ impl TcpConnections {
 
     async fn read_loop(
         &self,
-        reader: &mut tokio::net::tcp::OwnedReadHalf,
+        reader: &mut (impl AsyncRead + Unpin),
         remote: SocketAddr,
         tx: &mpsc::UnboundedSender<Bytes>,
     ) {
         let source = Peer {
-            transport: TransportKind::Tcp,
+            transport: self.kind(),
             addr: remote,
         };
         let limits = self.inner.limits;
