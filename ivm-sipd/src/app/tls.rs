@@ -2,7 +2,7 @@
 //! files, or for a local run generated self-signed (rcgen) into the data directory at the
 //! first start; made into the rustls acceptor the transport uses.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -17,17 +17,6 @@ use crate::config::Config;
 pub const CERT_FILE: &str = "tls-cert.pem";
 pub const KEY_FILE: &str = "tls-key.pem";
 
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    std::io::Write::write_all(&mut file, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
-}
-
 /// The configured files, or the generated pair (made now when missing).
 fn files(config: &Config) -> anyhow::Result<(PathBuf, PathBuf)> {
     let sip = &config.sip;
@@ -39,7 +28,8 @@ fn files(config: &Config) -> anyhow::Result<(PathBuf, PathBuf)> {
     if !(cert.exists() && key.exists()) {
         let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into(), "::1".into()])
             .context("generating a self-signed TLS certificate")?;
-        write_private(&key, &made.signing_key.serialize_pem())?;
+        crate::store::secret_file::write(&key, &made.signing_key.serialize_pem(), true)
+            .with_context(|| format!("cannot write {}", key.display()))?;
         std::fs::write(&cert, made.cert.pem()).with_context(|| format!("cannot write {}", cert.display()))?;
         tracing::warn!(cert = %cert.display(), "TLS: self-signed certificate generated (for a local run; configure tls_cert_file for phones that verify)");
     }

@@ -300,8 +300,8 @@ mod tests {
     use super::*;
     use crate::store::messages::{self, NewMessage};
 
-    #[test]
-    fn a_message_being_forwarded_is_still_new_until_it_is_heard() -> Result<(), StoreError> {
+    /// A fresh store holding one message from 1002 to `targets`.
+    fn one_message(targets: &[&str]) -> Result<(tempfile::TempDir, Connection, i64), StoreError> {
         let dir = tempfile::tempdir().map_err(|e| StoreError::DataDir {
             path: "tmp".into(),
             source: e,
@@ -314,9 +314,15 @@ mod tests {
                 kind: "ivm".into(),
                 codec: "PCMU".into(),
                 call_id: "c1".into(),
-                targets: vec!["1001".into()],
+                targets: targets.iter().map(|t| t.to_string()).collect(),
             },
         )?;
+        Ok((dir, conn, id))
+    }
+
+    #[test]
+    fn a_message_being_forwarded_is_still_new_until_it_is_heard() -> Result<(), StoreError> {
+        let (_dir, conn, id) = one_message(&["1001"])?;
         messages::set_delivery(&conn, id, "1001", delivery::UNANSWERED, Some(480))?;
         assert_eq!(counts(&conn, "1001")?, (1, 0), "missed");
         // The phone registered again: store-and-forward calls it.
@@ -331,21 +337,7 @@ mod tests {
 
     #[test]
     fn a_notice_lost_to_a_crash_is_found_until_it_is_done() -> Result<(), StoreError> {
-        let dir = tempfile::tempdir().map_err(|e| StoreError::DataDir {
-            path: "tmp".into(),
-            source: e,
-        })?;
-        let conn = super::super::open(dir.path())?;
-        let id = messages::create(
-            &conn,
-            &NewMessage {
-                sender: "1002".into(),
-                kind: "ivm".into(),
-                codec: "PCMU".into(),
-                call_id: "c1".into(),
-                targets: vec!["1001".into(), "1003".into(), "1004".into()],
-            },
-        )?;
+        let (_dir, conn, id) = one_message(&["1001", "1003", "1004"])?;
         messages::set_delivery(&conn, id, "1001", delivery::ALERTING, None)?;
         messages::set_delivery(&conn, id, "1003", delivery::UNANSWERED, Some(480))?;
         messages::set_delivery(&conn, id, "1004", delivery::DELIVERED, Some(200))?;

@@ -10,6 +10,7 @@ pub mod cdrs;
 pub mod mailbox;
 pub mod messages;
 pub mod registrations;
+pub mod secret_file;
 pub mod subscribers;
 pub mod trunk_spec;
 pub mod trunks;

@@ -62,15 +62,8 @@ fn builtin_password(path: &std::path::Path) -> anyhow::Result<String> {
         .iter()
         .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
         .collect();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
+    crate::store::secret_file::write(path, &format!("{password}\n"), true)
         .with_context(|| format!("cannot write the built-in SMSC password to {}", path.display()))?;
-    std::io::Write::write_all(&mut file, format!("{password}\n").as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
     tracing::info!(file = %path.display(), "built-in SMSC: bind password generated");
     Ok(password)
 }
