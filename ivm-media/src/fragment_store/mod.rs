@@ -50,7 +50,7 @@ use error::io_err;
 pub use offline::read_committed;
 pub use record::FRAME_BYTES;
 pub use seal::{KEY_BYTES, Keyring, MasterKey, SealError};
-use shared::{BACKLOG_WARN_FRAMES, FinishState, MessageBuf, Pending, Shared, lock};
+use shared::{BACKLOG_WARN_FRAMES, FinishState, MessageBuf, Pending, Shared, backlog_limit, lock};
 use writer::{Cmd, Writer};
 
 /// What `open` found.
@@ -200,12 +200,12 @@ impl FragmentStore {
                         && (prev.checked_add(1) != Some(frame_index) || prev / fpf != frame_index / fpf)
                 });
             p.frames += 1;
-            if p.frames >= p.warn_at {
+            if p.frames >= p.warn_at.max(backlog_limit(p.messages.len())) {
                 tracing::warn!(
                     frames = p.frames,
                     "fragment store: audio waiting for the disk is piling up (slow or failing disk?)"
                 );
-                p.warn_at = p.warn_at.saturating_mul(2);
+                p.warn_at = p.frames.saturating_mul(2);
             }
             wake
         };

@@ -20,6 +20,15 @@ use crate::codec::Codec;
 /// Frames not yet durable, over all messages, above which `append` warns (5 minutes of one
 /// call's audio; doubles after each warning).
 pub(super) const BACKLOG_WARN_FRAMES: usize = 50 * 60 * 5;
+/// Seconds of each message's audio waiting for the disk above which `append` warns: many
+/// messages at once hold many frames between two commits (2,000 calls: 20,000 frames in a
+/// 200 ms window) without anything being late.
+pub(super) const BACKLOG_WARN_SECS_PER_MESSAGE: usize = 10;
+
+/// The backlog (frames not yet durable) worth a warning with `messages` being written.
+pub(super) fn backlog_limit(messages: usize) -> usize {
+    BACKLOG_WARN_FRAMES.max(messages.saturating_mul(50 * BACKLOG_WARN_SECS_PER_MESSAGE))
+}
 /// A message with nothing pending and no frame for this many commits is forgotten in memory.
 pub(super) const EVICT_AFTER_COMMITS: u64 = 3000;
 
@@ -117,8 +126,9 @@ impl Shared {
             !(m.frames.is_empty() && (m.finish == FinishState::Written || idle))
         });
         p.frames -= dropped;
-        if p.frames < BACKLOG_WARN_FRAMES / 2 {
-            p.warn_at = BACKLOG_WARN_FRAMES;
+        let limit = backlog_limit(p.messages.len());
+        if p.frames < limit / 2 {
+            p.warn_at = limit;
         }
     }
 

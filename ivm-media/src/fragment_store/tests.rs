@@ -601,3 +601,13 @@ fn sealed_records_hold_no_plaintext_survive_a_crash_and_open_only_with_the_key()
     let (store, _) = open(&cfg);
     assert!(store.read_range(6, 0, 10).is_err(), "sealed under the new key");
 }
+
+#[test]
+fn the_backlog_warning_scales_with_the_messages_being_written() {
+    use super::shared::backlog_limit;
+    // One call: five minutes of its audio. 2,000 calls hold 20,000 frames between two 200 ms
+    // commits, nothing late: no warning until ten seconds of each are waiting.
+    assert_eq!(backlog_limit(1), 15_000);
+    assert!(backlog_limit(2_000) > 2_000 * 50 / 5);
+    assert_eq!(backlog_limit(2_000), 2_000 * 50 * 10);
+}
