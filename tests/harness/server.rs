@@ -1,7 +1,7 @@
 //! Starting and driving a real `ivm-sipd`.
 
 use std::fs::{self, File, OpenOptions};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -85,6 +85,12 @@ impl Server {
     /// Starts a server with [`BASE_CONFIG`] merged with `extra_toml` (may
     /// be empty) and waits until it answers OPTIONS over UDP.
     pub fn start(extra_toml: &str) -> anyhow::Result<Server> {
+        Server::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), extra_toml)
+    }
+
+    /// Like [`Server::start`], listening on `ip` (`::1` for IPv6; media follows the listen
+    /// address).
+    pub fn start_on(ip: IpAddr, extra_toml: &str) -> anyhow::Result<Server> {
         let binary = paths::require_server_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("ivm-e2e-")
@@ -95,7 +101,7 @@ impl Server {
         fs::create_dir_all(&data_dir)?;
         // Each server's built-in SMSC and TLS listener on ports of their own (tests run in
         // parallel).
-        let tls = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port()));
+        let tls = SocketAddr::new(ip, free_port());
         let smsc = format!(
             "[smsc]\nlisten = \"127.0.0.1:{}\"\n[sip]\ntls_listen = \"{tls}\"\n",
             free_port()
@@ -103,7 +109,7 @@ impl Server {
         fs::write(&config, merge_toml(&merge_toml(BASE_CONFIG, &smsc)?, extra_toml)?)?;
         let port = free_port();
         let mut server = Server {
-            addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
+            addr: SocketAddr::new(ip, port),
             tls,
             log: dir.path().join("ivm-sipd.log"),
             dir_path: dir.path().to_path_buf(),

@@ -409,7 +409,7 @@ impl Request {
     }
 }
 
-/// A UDP socket on 127.0.0.1 (its own port) to talk to the server.
+/// A UDP socket on 127.0.0.1 (or ::1 for a server on IPv6; its own port) to talk to the server.
 pub struct UdpClient {
     pub socket: UdpSocket,
     pub local: SocketAddr,
@@ -418,7 +418,12 @@ pub struct UdpClient {
 
 impl UdpClient {
     pub fn new(server: SocketAddr) -> anyhow::Result<UdpClient> {
-        let socket = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).context("bind UDP client")?;
+        let local: SocketAddr = if server.is_ipv6() {
+            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), 0)
+        } else {
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0).into()
+        };
+        let socket = UdpSocket::bind(local).context("bind UDP client")?;
         let local = socket.local_addr()?;
         Ok(UdpClient { socket, local, server })
     }
