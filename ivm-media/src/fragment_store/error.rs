@@ -21,6 +21,8 @@ pub enum FragmentStoreError {
     },
     #[error("the fragment store writer has stopped")]
     WriterGone,
+    #[error("sealing a fragment record: {0}")]
+    Seal(#[from] super::seal::SealError),
 }
 
 pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> FragmentStoreError + '_ {

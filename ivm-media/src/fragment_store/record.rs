@@ -69,8 +69,8 @@ pub(super) fn encoded_len(frame_count: usize, frame_bytes: usize, sealed: bool) 
     HEADER_LEN + frame_count * frame_bytes + seal + TRAILER_LEN
 }
 
-/// Appends one record to `out` and returns its length; with `key`, its frames are sealed.
-/// Every frame must be `frame_bytes` long.
+/// Appends one record to `out` and returns its length; with `key`, its frames are sealed (on
+/// a sealing error `out` is left as it was). Every frame must be `frame_bytes` long.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn encode(
     out: &mut Vec<u8>,
@@ -81,7 +81,7 @@ pub(super) fn encode(
     frame_bytes: u16,
     frames: &[Bytes],
     key: Option<&DataKey>,
-) -> u32 {
+) -> Result<u32, SealError> {
     debug_assert!(frames.iter().all(|f| f.len() == usize::from(frame_bytes)));
     let start = out.len();
     let len = encoded_len(frames.len(), usize::from(frame_bytes), key.is_some());
@@ -99,7 +99,10 @@ pub(super) fn encode(
         Some(key) => {
             let plain: Vec<u8> = frames.concat();
             let header = out[start..start + HEADER_LEN].to_vec();
-            key.seal(&header, &plain, out);
+            if let Err(e) = key.seal(&header, &plain, out) {
+                out.truncate(start);
+                return Err(e);
+            }
         }
         None => {
             for frame in frames {
@@ -109,7 +112,8 @@ pub(super) fn encode(
     }
     let crc = crc32fast::hash(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
-    len as u32
+    debug_assert_eq!(out.len() - start, len);
+    Ok(len as u32)
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -184,13 +188,8 @@ pub(super) fn frames(record: Bytes, header: &Header, keys: Option<&Keyring>) -> 
     if !header.sealed {
         return Ok(record.slice(HEADER_LEN..end));
     }
-    let plain =
-        seal::open(keys, header.message_id, &record[..HEADER_LEN], &record[HEADER_LEN..end]).map_err(|e| match e {
-            SealError::NoKeys => "record is sealed and no master key is configured",
-            SealError::UnknownKey => "record is sealed under a master key not in the keyring",
-            SealError::Rejected => "sealed record does not open (tampered, or the wrong master key)",
-            SealError::Short => "sealed record too short",
-        })?;
+    let plain = seal::open(keys, header.message_id, &record[..HEADER_LEN], &record[HEADER_LEN..end])
+        .map_err(SealError::reason)?;
     if plain.len() != header.frame_count as usize * usize::from(header.frame_bytes) {
         return Err("sealed record's frames do not match its header");
     }
@@ -212,7 +211,7 @@ mod tests {
     fn encode_then_verify_and_reject_damage() {
         let audio: Vec<Bytes> = (0..3u8).map(|i| Bytes::from(vec![i; 160])).collect();
         let mut out = Vec::new();
-        let len = encode(&mut out, -7, Codec::Pcma, 42, FLAG_FINISHED, 160, &audio, None);
+        let len = encode(&mut out, -7, Codec::Pcma, 42, FLAG_FINISHED, 160, &audio, None).expect("encoded");
         assert_eq!(len as usize, out.len());
         assert_eq!(out.len(), HEADER_LEN + 3 * 160 + TRAILER_LEN);
         let h = verify(&out).expect("valid");
@@ -237,7 +236,17 @@ mod tests {
         let keys = Keyring::new(seal::MasterKey::new(&[9; seal::KEY_BYTES]), Vec::new());
         let audio: Vec<Bytes> = (0..3u8).map(|i| Bytes::from(vec![0x40 | i; 160])).collect();
         let mut out = Vec::new();
-        let len = encode(&mut out, 11, Codec::Pcmu, 50, 0, 160, &audio, Some(&keys.data_key(11)));
+        let len = encode(
+            &mut out,
+            11,
+            Codec::Pcmu,
+            50,
+            0,
+            160,
+            &audio,
+            Some(&keys.data_key(11).expect("data key")),
+        )
+        .expect("sealed");
         assert_eq!(len as usize, out.len());
         assert_eq!(out.len(), HEADER_LEN + 3 * 160 + SEAL_OVERHEAD + TRAILER_LEN);
         let h = verify(&out).expect("the CRC needs no key");

@@ -25,18 +25,37 @@ const WRAPPED_BYTES: usize = KEY_ID_BYTES + NONCE_BYTES + KEY_BYTES + TAG_BYTES;
 /// What sealing adds to a record: the wrapped key, the frames' nonce and their tag.
 pub(super) const SEAL_OVERHEAD: usize = WRAPPED_BYTES + NONCE_BYTES + TAG_BYTES;
 
-/// Why a sealed record did not open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// Why a record could not be sealed, or a sealed one did not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SealError {
-    #[error("the record is sealed and no master key is configured")]
     NoKeys,
-    #[error("the record is sealed under a master key that is not in the keyring")]
     UnknownKey,
-    #[error("the record does not open with its key (tampered, or the wrong master key)")]
     Rejected,
-    #[error("the sealed record is too short")]
     Short,
+    /// AES-GCM refused to seal (only for inputs far beyond a record's size).
+    Sealing,
 }
+
+impl SealError {
+    /// What went wrong, as a corrupt record's reason says it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            SealError::NoKeys => "record is sealed and no master key is configured",
+            SealError::UnknownKey => "record is sealed under a master key not in the keyring",
+            SealError::Rejected => "sealed record does not open (tampered, or the wrong master key)",
+            SealError::Short => "sealed record too short",
+            SealError::Sealing => "frames could not be sealed",
+        }
+    }
+}
+
+impl std::fmt::Display for SealError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for SealError {}
 
 /// One master key.
 #[derive(Clone)]
@@ -98,24 +117,16 @@ impl Keyring {
     }
 
     /// A new data key for one message, wrapped for its records.
-    pub(super) fn data_key(&self, message_id: i64) -> DataKey {
+    pub(super) fn data_key(&self, message_id: i64) -> Result<DataKey, SealError> {
         let key: [u8; KEY_BYTES] = rand::random();
         let master = self.current();
-        let nonce: [u8; NONCE_BYTES] = rand::random();
-        let aad = wrap_aad(message_id, &master.id);
-        // Encrypting 32 bytes into a Vec cannot fail.
-        let sealed = master
-            .cipher
-            .encrypt(&Nonce::from(nonce), Payload { msg: &key, aad: &aad })
-            .unwrap_or_default();
-        let mut wrapped = [0u8; WRAPPED_BYTES];
-        wrapped[..KEY_ID_BYTES].copy_from_slice(&master.id);
-        wrapped[KEY_ID_BYTES..KEY_ID_BYTES + NONCE_BYTES].copy_from_slice(&nonce);
-        wrapped[KEY_ID_BYTES + NONCE_BYTES..].copy_from_slice(&sealed);
-        DataKey {
+        let mut wrapped = Vec::with_capacity(WRAPPED_BYTES);
+        wrapped.extend_from_slice(&master.id);
+        encrypt(&master.cipher, &key, &wrap_aad(message_id, &master.id), &mut wrapped)?;
+        Ok(DataKey {
             cipher: Aes256Gcm::new(&key.into()),
-            wrapped,
-        }
+            wrapped: wrapped.try_into().map_err(|_| SealError::Sealing)?,
+        })
     }
 
     fn unwrap(&self, message_id: i64, wrapped: &[u8]) -> Result<Aes256Gcm, SealError> {
@@ -126,8 +137,18 @@ impl Keyring {
     }
 }
 
-/// Opens what [`Aead::encrypt`] sealed, given as the 96-bit nonce followed by the ciphertext
-/// and its tag.
+/// Appends `plain` sealed to `out`: a random 96-bit nonce, then the ciphertext and its tag.
+fn encrypt(cipher: &Aes256Gcm, plain: &[u8], aad: &[u8], out: &mut Vec<u8>) -> Result<(), SealError> {
+    let nonce: [u8; NONCE_BYTES] = rand::random();
+    let sealed = cipher
+        .encrypt(&Nonce::from(nonce), Payload { msg: plain, aad })
+        .map_err(|_| SealError::Sealing)?;
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(())
+}
+
+/// Opens what [`encrypt`] sealed: the 96-bit nonce followed by the ciphertext and its tag.
 fn decrypt(cipher: &Aes256Gcm, nonce_and_sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, SealError> {
     if nonce_and_sealed.len() < NONCE_BYTES + TAG_BYTES {
         return Err(SealError::Short);
@@ -155,22 +176,9 @@ pub(super) struct DataKey {
 impl DataKey {
     /// Appends the sealed form of `plain` (the frames) to `out`: the wrapped key, the nonce,
     /// the ciphertext and its tag. `header` is what the record says before it.
-    pub(super) fn seal(&self, header: &[u8], plain: &[u8], out: &mut Vec<u8>) {
-        let nonce: [u8; NONCE_BYTES] = rand::random();
+    pub(super) fn seal(&self, header: &[u8], plain: &[u8], out: &mut Vec<u8>) -> Result<(), SealError> {
         out.extend_from_slice(&self.wrapped);
-        out.extend_from_slice(&nonce);
-        // Encrypting into a Vec cannot fail for a record's size (far below P_MAX).
-        let sealed = self
-            .cipher
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: plain,
-                    aad: header,
-                },
-            )
-            .unwrap_or_default();
-        out.extend_from_slice(&sealed);
+        encrypt(&self.cipher, plain, header, out)
     }
 }
 
@@ -203,7 +211,9 @@ mod tests {
         let keys = ring(7);
         let plain = vec![0x55u8; 480];
         let mut out = Vec::new();
-        keys.data_key(42).seal(b"header", &plain, &mut out);
+        keys.data_key(42)
+            .and_then(|k| k.seal(b"header", &plain, &mut out))
+            .expect("sealed");
         assert_eq!(out.len(), plain.len() + SEAL_OVERHEAD);
         assert!(
             !out.windows(16).any(|w| w == &plain[..16]),
@@ -233,11 +243,16 @@ mod tests {
     fn a_rotated_keyring_opens_what_the_old_key_sealed() {
         let old = ring(1);
         let mut out = Vec::new();
-        old.data_key(5).seal(b"h", b"old audio", &mut out);
+        old.data_key(5)
+            .and_then(|k| k.seal(b"h", b"old audio", &mut out))
+            .expect("sealed");
         let rotated = Keyring::new(MasterKey::new(&[2; KEY_BYTES]), vec![MasterKey::new(&[1; KEY_BYTES])]);
         assert_eq!(open(Some(&rotated), 5, b"h", &out), Ok(b"old audio".to_vec()));
         let mut new = Vec::new();
-        rotated.data_key(6).seal(b"h", b"new audio", &mut new);
+        rotated
+            .data_key(6)
+            .and_then(|k| k.seal(b"h", b"new audio", &mut new))
+            .expect("sealed");
         assert_eq!(
             open(Some(&old), 6, b"h", &new),
             Err(SealError::UnknownKey),

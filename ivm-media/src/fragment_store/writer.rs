@@ -9,6 +9,7 @@
 //! the frames, still in memory, are written again at the next commit.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -254,16 +255,19 @@ impl Writer {
                 self.roll()?;
             }
             let offset = self.file_len + self.buf.len() as u64;
-            let key = self.shared.keys.as_ref().filter(|k| k.seals()).map(|keys| {
-                if self.data_keys.len() >= MAX_DATA_KEYS {
-                    // Each record carries its wrapped key: forgetting costs only a new key.
-                    self.data_keys.clear();
+            let key = match self.shared.keys.as_ref().filter(|k| k.seals()) {
+                None => None,
+                Some(keys) => {
+                    if self.data_keys.len() >= MAX_DATA_KEYS {
+                        // Each record carries its wrapped key: forgetting costs only a new key.
+                        self.data_keys.clear();
+                    }
+                    Some(&*match self.data_keys.entry(r.message_id) {
+                        Entry::Occupied(e) => e.into_mut(),
+                        Entry::Vacant(v) => v.insert(keys.data_key(r.message_id)?),
+                    })
                 }
-                &*self
-                    .data_keys
-                    .entry(r.message_id)
-                    .or_insert_with(|| keys.data_key(r.message_id))
-            });
+            };
             let length = record::encode(
                 &mut self.buf,
                 r.message_id,
@@ -273,7 +277,7 @@ impl Writer {
                 u16::try_from(frame_bytes).unwrap_or(record::MAX_FRAME_BYTES),
                 &r.frames,
                 key,
-            );
+            )?;
             if r.flags & FLAG_FINISHED != 0 {
                 self.data_keys.remove(&r.message_id);
             }

@@ -3,7 +3,7 @@
 //! server runs. One row per source address: its latest ban and how many it has had
 //! (`strikes`, which makes the next ban longer). Lifting a ban forgives the strikes.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use super::StoreError;
 
@@ -67,13 +67,6 @@ pub fn lifted_since(conn: &Connection, since: i64) -> Result<Vec<(String, i64)>,
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The row of `address`, if it has one.
-pub fn get(conn: &Connection, address: &str) -> Result<Option<BanRow>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT address, reason, strikes, banned_at, until, lifted_at FROM bans WHERE address = ?1")?;
-    Ok(stmt.query_row([address], row).optional()?)
-}
-
 /// Forgets rows whose ban ended before `before` (their strikes with them).
 pub fn prune(conn: &Connection, before: i64) -> Result<usize, StoreError> {
     Ok(conn.execute("DELETE FROM bans WHERE until < ?1", [before])?)
@@ -92,7 +85,17 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BanRow> {
 
 #[cfg(test)]
 mod tests {
+    use rusqlite::OptionalExtension;
+
     use super::*;
+
+    /// The row of `address`, if it has one.
+    fn get(conn: &Connection, address: &str) -> Result<Option<BanRow>, StoreError> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT address, reason, strikes, banned_at, until, lifted_at FROM bans WHERE address = ?1",
+        )?;
+        Ok(stmt.query_row([address], row).optional()?)
+    }
 
     fn ban(address: &str, strikes: u32, until: i64) -> BanRow {
         BanRow {

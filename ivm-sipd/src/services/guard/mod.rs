@@ -359,8 +359,7 @@ impl Guard {
     }
 
     /// Forgets counters that went idle, now and then.
-    fn prune(&self, now: u64) {
-        let mut state = self.lock();
+    fn prune(&self, state: &mut State, now: u64) {
         if now < state.pruned_ms + PRUNE_EVERY_MS {
             return;
         }
@@ -404,9 +403,13 @@ impl Gate for Guard {
             return true;
         }
         let now = now_ms();
-        self.prune(now);
-        if self.lock().bans.get(&ip).is_some_and(|b| b.until_ms > now) {
-            return false;
+        {
+            // One lock per request: the pruning now and then, and the ban check.
+            let mut state = self.lock();
+            self.prune(&mut state, now);
+            if state.bans.get(&ip).is_some_and(|b| b.until_ms > now) {
+                return false;
+            }
         }
         if self.is_scanner(request) {
             self.ban(ip, BanReason::Scanner, now);
